@@ -34,9 +34,20 @@ class Tool(Protocol):
                 return arguments["text"].upper()
     """
 
-    name: str
-    description: str
-    input_schema: Mapping[str, Any]
+    @property
+    def name(self) -> str:
+        """The name the model calls the tool by (letters, digits, ``_``, ``-``)."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What the tool does, for the model."""
+        ...
+
+    @property
+    def input_schema(self) -> Mapping[str, Any]:
+        """The JSON schema of the arguments."""
+        ...
 
     async def execute(self, arguments: Mapping[str, Any], context: ToolContext) -> str: ...
 
@@ -98,4 +109,6 @@ class ToolContext:
             if resolved.is_relative_to(root.resolve()):
                 return resolved
         allowed = ", ".join(str(root.resolve()) for root in roots)
-        raise ToolError(f"path {raw!r} resolves to {resolved}, which is outside the allowed directories ({allowed})")
+        raise ToolError(
+            f"path {raw!r} resolves to {resolved}, which is outside the allowed directories ({allowed})"
+        )

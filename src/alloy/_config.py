@@ -1,0 +1,173 @@
+"""Checking a run's options once, up front, into a ``RunConfig``."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+import attrs
+
+from ._errors import ConfigError
+from ._messages import Block, Message
+from ._provider import Provider
+from ._tools._function import FunctionTool
+from ._tools._function import tool as make_tool
+from ._tools._tool import Tool, ToolSpec
+
+__all__ = ["RunConfig", "RunOptions", "build_config"]
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options ``alloy.run``, ``alloy.stream`` and ``alloy.run_sync`` accept."""
+
+    provider: Provider
+    tools: Iterable[Tool | Callable[..., Any]]
+    system_prompt: str | None
+    messages: Iterable[Message]
+    max_turns: int
+    middleware: Sequence[object]
+    working_directory: str | os.PathLike[str]
+    allowed_roots: Iterable[str | os.PathLike[str]]
+    context: Any
+    tool_timeout: float | None
+    provider_options: Mapping[str, Any] | None
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """A run's validated options."""
+
+    provider: Provider
+    messages: tuple[Message, ...]
+    tools: Mapping[str, Tool]
+    tool_specs: tuple[ToolSpec, ...]
+    system_prompt: str | None
+    max_turns: int
+    middleware: tuple[object, ...]
+    working_directory: Path
+    allowed_roots: tuple[Path, ...]
+    context: Any
+    tool_timeout: float | None
+    provider_options: Mapping[str, Any]
+
+
+def build_config(
+    prompt: str | Message | Sequence[Block] | None = None,
+    *,
+    provider: Provider,
+    tools: Iterable[Tool | Callable[..., Any]] = (),
+    system_prompt: str | None = None,
+    messages: Iterable[Message] = (),
+    max_turns: int = 25,
+    middleware: Sequence[object] = (),
+    working_directory: str | os.PathLike[str] = ".",
+    allowed_roots: Iterable[str | os.PathLike[str]] = (),
+    context: Any = None,
+    tool_timeout: float | None = 120.0,
+    provider_options: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Validate a run's options; a bad value raises ``ConfigError`` naming it."""
+    if not callable(getattr(provider, "complete", None)):
+        raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
+    history = _messages(messages)
+    if prompt is not None:
+        history += (_prompt(prompt),)
+    if not history:
+        raise ConfigError("nothing to send: give a prompt or messages=")
+    tool_map = _tools(tools)
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ConfigError(f"system_prompt must be a string or None, got {system_prompt!r}")
+    if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
+        raise ConfigError(f"max_turns must be a positive integer, got {max_turns!r}")
+    if tool_timeout is not None and (
+        isinstance(tool_timeout, bool)
+        or not isinstance(tool_timeout, int | float)
+        or not tool_timeout > 0
+        or math.isnan(tool_timeout)
+    ):
+        raise ConfigError(
+            f"tool_timeout must be a positive number of seconds or None, got {tool_timeout!r}"
+        )
+    if isinstance(middleware, str | bytes) or not isinstance(middleware, Iterable):
+        raise ConfigError(f"middleware must be a list of middleware objects, got {middleware!r}")
+    directory = _directory(working_directory, "working_directory")
+    roots = tuple(_directory(root, "allowed_roots entry") for root in allowed_roots)
+    if provider_options is not None and not isinstance(provider_options, Mapping):
+        raise ConfigError(f"provider_options must be a mapping, got {provider_options!r}")
+    return RunConfig(
+        provider=provider,
+        messages=history,
+        tools=tool_map,
+        tool_specs=tuple(ToolSpec.of(t) for t in tool_map.values()),
+        system_prompt=system_prompt,
+        max_turns=max_turns,
+        middleware=tuple(middleware),
+        working_directory=directory,
+        allowed_roots=roots,
+        context=context,
+        tool_timeout=None if tool_timeout is None else float(tool_timeout),
+        provider_options=dict(provider_options or {}),
+    )
+
+
+def _prompt(prompt: str | Message | Sequence[Block]) -> Message:
+    if isinstance(prompt, Message):
+        return prompt
+    if isinstance(prompt, str):
+        return Message.user(prompt)
+    try:
+        return Message.user(prompt)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"prompt must be a string, a Message or blocks, got {prompt!r}") from exc
+
+
+def _messages(messages: Iterable[Message]) -> tuple[Message, ...]:
+    if isinstance(messages, str | bytes | Message):
+        raise ConfigError("messages must be a list of alloy.Message (pass a string as the prompt)")
+    history = tuple(messages)
+    for index, message in enumerate(history):
+        if not isinstance(message, Message):
+            raise ConfigError(f"messages[{index}] must be an alloy.Message, got {message!r}")
+    return history
+
+
+def _tools(tools: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
+    found: dict[str, Tool] = {}
+    for index, item in enumerate(tools):
+        if isinstance(item, type):
+            raise ConfigError(
+                f"tools[{index}]: got the class {item.__name__}; pass an instance, e.g. {item.__name__}()"
+            )
+        candidate: Tool
+        if isinstance(item, FunctionTool) or _looks_like_tool(item):
+            candidate = item  # type: ignore[assignment]
+        elif callable(item):
+            candidate = make_tool(item)
+        else:
+            raise ConfigError(f"tools[{index}]: {item!r} is not a tool")
+        if candidate.name in found:
+            raise ConfigError(f"two tools are named {candidate.name!r}; tool names must be unique")
+        found[candidate.name] = candidate
+    return found
+
+
+def _looks_like_tool(item: object) -> bool:
+    return (
+        isinstance(getattr(item, "name", None), str)
+        and isinstance(getattr(item, "description", None), str)
+        and isinstance(getattr(item, "input_schema", None), Mapping)
+        and callable(getattr(item, "execute", None))
+    )
+
+
+def _directory(path: str | os.PathLike[str], what: str) -> Path:
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (TypeError, OSError) as exc:
+        raise ConfigError(f"{what} {path!r} is not a usable path: {exc}") from exc
+    if not resolved.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is not an existing directory")
+    return resolved

@@ -1,0 +1,146 @@
+"""Typed events a streamed run yields, in order.
+
+Every event carries ``seq`` (strictly increasing within one run, in the order events are
+delivered) and ``turn`` (the 1-based number of the model turn it belongs to). A provider
+creates the delta events with the defaults; the run stamps ``seq`` and ``turn`` when it
+delivers them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+import attrs
+
+from ._messages import Message, ToolCall, ToolResult, Usage
+
+if TYPE_CHECKING:
+    from ._provider import StopReason
+    from ._result import Result, ToolCallRecord
+
+__all__ = [
+    "Delta",
+    "Event",
+    "RunCompleted",
+    "TextDelta",
+    "ThinkingDelta",
+    "ToolCallDelta",
+    "ToolCallStarted",
+    "ToolFinished",
+    "ToolStarted",
+    "TurnCompleted",
+]
+
+
+@attrs.frozen(kw_only=True)
+class TextDelta:
+    """A piece of the assistant's text, as the model streams it.
+
+    >>> async for event in run:
+    ...     if isinstance(event, alloy.TextDelta):
+    ...         print(event.text, end="")
+    """
+
+    text: str
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ThinkingDelta:
+    """A piece of the model's visible reasoning.
+
+    >>> case alloy.ThinkingDelta(text=t): log.debug(t)
+    """
+
+    text: str
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallStarted:
+    """The model began a tool call (its arguments follow as ``ToolCallDelta`` events).
+
+    ``index`` is the call's position within the turn.
+
+    >>> case alloy.ToolCallStarted(name=name): print(f"calling {name}...")
+    """
+
+    index: int
+    id: str
+    name: str
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallDelta:
+    """A fragment of a tool call's JSON arguments, as the model streams them.
+
+    >>> case alloy.ToolCallDelta(index=i, arguments=fragment): buffers[i].append(fragment)
+    """
+
+    index: int
+    arguments: str
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ToolStarted:
+    """A tool call began executing.
+
+    >>> case alloy.ToolStarted(call=call): print(f"running {call.name}")
+    """
+
+    call: ToolCall
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ToolFinished:
+    """A tool call finished: its result, how long it took and its error, if any.
+
+    >>> case alloy.ToolFinished(record=r): print(f"{r.name} took {r.duration:.2f}s")
+    """
+
+    call: ToolCall
+    result: ToolResult
+    record: ToolCallRecord
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TurnCompleted:
+    """The model finished one turn: its message, why it stopped and what it cost.
+
+    >>> case alloy.TurnCompleted(stop_reason=reason, usage=u): print(reason, u.output_tokens)
+    """
+
+    message: Message
+    stop_reason: StopReason
+    usage: Usage
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class RunCompleted:
+    """The run ended; ``result`` is the same value as ``run.result``. Always the last event.
+
+    >>> case alloy.RunCompleted(result=result): print(result.status)
+    """
+
+    result: Result
+    seq: int = 0
+    turn: int = 0
+
+
+Delta: TypeAlias = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta
+"""What a streaming provider sends while the model speaks."""
+
+Event: TypeAlias = Delta | ToolStarted | ToolFinished | TurnCompleted | RunCompleted
+"""Everything ``alloy.stream`` yields."""

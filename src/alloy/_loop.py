@@ -1,0 +1,237 @@
+"""One run: model turn, then the turn's tools in parallel, until the model is done.
+
+Everything happens inside one nursery (tool bodies live there), so nothing outlives the run.
+A run ends in exactly one of three ways: it returns a ``Result``; it raises one bare
+``AlloyError`` carrying the partial ``Result``; or it is cancelled, after recording a partial
+``Result`` (status ``cancelled``) in which every tool call has a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ._config import RunConfig
+from ._emit import Emitter
+from ._errors import AlloyError, ProviderError
+from ._events import TurnCompleted
+from ._messages import Message, Text, ToolCall, ToolResult
+from ._middleware import HaltRun, Hooks, RunContext
+from ._provider import Completion, Request, StopReason, provider_name
+from ._result import Result, Status, ToolCallRecord, ToolOutcome
+from ._tools._executor import ToolRunner, unanswered
+
+__all__ = ["execute_run", "is_cancellation"]
+
+SESSION_END_GRACE = 5.0
+"""Seconds ``session_end`` hooks get to run after the run was cancelled."""
+
+
+async def execute_run(
+    config: RunConfig,
+    emitter: Emitter | None = None,
+    on_partial: Callable[[Result], None] | None = None,
+) -> Result:
+    """Run the loop. On cancellation, ``on_partial`` receives the partial result first."""
+    run = RunContext(
+        provider=config.provider,
+        messages=list(config.messages),
+        system_prompt=config.system_prompt,
+        tools=config.tools,
+        context=config.context,
+        working_directory=config.working_directory,
+    )
+    hooks = Hooks(config.middleware)
+    failure: AlloyError | None = None
+    async with trio.open_nursery() as nursery:
+        runner = ToolRunner(
+            run=run,
+            hooks=hooks,
+            nursery=nursery,
+            emitter=emitter,
+            tool_timeout=config.tool_timeout,
+            allowed_roots=config.allowed_roots,
+        )
+        try:
+            await _drive(run, config, hooks, runner, emitter)
+        except HaltRun as halt:
+            _close_open_calls(
+                run, runner, "not_run", f"Not run: the run was halted ({halt.reason})."
+            )
+            run.status, run.reason = Status.HALTED, halt.reason
+        except AlloyError as exc:
+            failure = exc
+            _close_open_calls(run, runner, "not_run", f"Not run: the run failed ({exc}).")
+            run.status, run.reason = Status.ERROR, str(exc)
+        except BaseException as exc:
+            if not is_cancellation(exc):
+                raise
+            _record_cancellation(run, runner, emitter)
+            if on_partial is not None:
+                on_partial(_result(run))
+            with trio.move_on_after(SESSION_END_GRACE, shield=True):
+                await _session_end(hooks, run)
+            raise
+        finally:
+            nursery.cancel_scope.cancel()
+    if failure is not None and hooks.has("on_error") and isinstance(failure, ProviderError):
+        try:
+            await hooks.run("on_error", run, failure)
+        except HaltRun as halt:
+            run.status, run.reason = Status.HALTED, halt.reason
+            failure = None
+    if failure is not None:
+        failure.result = _result(run)
+        await _session_end(hooks, run)
+        raise failure
+    result = _result(run)
+    await _session_end(hooks, run)
+    return result
+
+
+async def _drive(
+    run: RunContext, config: RunConfig, hooks: Hooks, runner: ToolRunner, emitter: Emitter | None
+) -> None:
+    await hooks.run("session_start", run)
+    while True:
+        if run.turn >= config.max_turns:
+            run.status = Status.MAX_TURNS
+            return
+        # Compaction runs here (a later step); before_completion sees the compacted history.
+        await hooks.run("before_completion", run)
+        completion = await _complete(run, config, emitter)
+        run.turn += 1
+        run.usage = run.usage + completion.usage
+        run.stop_reason = completion.stop_reason
+        run.messages.append(completion.message)
+        if emitter is not None:
+            await emitter.emit(
+                TurnCompleted,
+                message=completion.message,
+                stop_reason=completion.stop_reason,
+                usage=completion.usage,
+            )
+        calls = completion.message.tool_calls
+        if calls:
+            if completion.stop_reason is StopReason.MAX_TOKENS:
+                note = (
+                    "Not run: the reply was cut off at the output token limit, so this call may "
+                    "be incomplete. Try again with a shorter reply."
+                )
+                results = _close_open_calls(run, runner, "not_run", note)
+            else:
+                await hooks.run("after_tool_request", run, calls)
+                results = await runner.execute(calls)
+                run.messages.append(Message.user(results))
+            await hooks.run("after_tool_execution", run, results)
+            continue
+        if completion.stop_reason is StopReason.PAUSE_TURN:
+            continue
+        await hooks.run("after_completion", run, completion)
+        run.status = Status.COMPLETED
+        return
+
+
+async def _complete(run: RunContext, config: RunConfig, emitter: Emitter | None) -> Completion:
+    provider = config.provider
+    request = Request(
+        messages=tuple(run.messages),
+        system_prompt=run.system_prompt,
+        tools=config.tool_specs,
+        options=config.provider_options,
+    )
+    stream = getattr(provider, "stream", None)
+    try:
+        if emitter is not None and stream is not None:
+            emitter.begin_turn(run.turn + 1)
+            completion = await stream(request, emitter)
+        else:
+            if emitter is not None:
+                emitter.begin_turn(run.turn + 1)
+            completion = await provider.complete(request)
+    except AlloyError:
+        raise
+    except Exception as exc:
+        name = provider_name(provider)
+        raise ProviderError(f"{name} raised {type(exc).__name__}: {exc}", provider=name) from exc
+    if not isinstance(completion, Completion) or completion.message.role != "assistant":
+        name = provider_name(provider)
+        raise ProviderError(
+            f"{name} returned {completion!r}; expected an alloy.Completion with an assistant message",
+            provider=name,
+        )
+    return completion
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``trio.Cancelled``, bare or in a group of nothing else."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False
+
+
+def _open_calls(run: RunContext) -> tuple[ToolCall, ...]:
+    """The tool calls of the last assistant message, if the conversation ends with it."""
+    if run.messages and run.messages[-1].role == "assistant":
+        return run.messages[-1].tool_calls
+    return ()
+
+
+def _close_open_calls(
+    run: RunContext, runner: ToolRunner, outcome: ToolOutcome, note: str
+) -> list[ToolResult]:
+    """Give every unanswered call of the last assistant message a result, so the transcript
+    stays valid for the next request; calls that did finish keep their real result."""
+    calls = _open_calls(run)
+    if not calls:
+        return []
+    finished = runner.finished
+    results = unanswered(calls, finished, note)
+    for call in calls:
+        if call.id not in finished:
+            run.tool_calls.append(
+                ToolCallRecord(
+                    id=call.id,
+                    name=call.name,
+                    arguments=call.arguments,
+                    turn=run.turn,
+                    duration=0.0,
+                    outcome=outcome,
+                    error=note,
+                )
+            )
+    run.messages.append(Message.user(results))
+    return results
+
+
+def _record_cancellation(run: RunContext, runner: ToolRunner, emitter: Emitter | None) -> None:
+    if emitter is not None and run.turn < emitter.turn:
+        # Cancelled while the model was streaming: keep the text that arrived.
+        partial = emitter.partial_text()
+        if partial:
+            run.messages.append(Message.assistant((Text(partial),)))
+    _close_open_calls(
+        run, runner, "cancelled", "Cancelled: the run was cancelled before this call finished."
+    )
+    run.status, run.reason = Status.CANCELLED, "cancelled"
+
+
+def _result(run: RunContext) -> Result:
+    return Result(
+        status=Status(run.status),
+        messages=tuple(run.messages),
+        usage=run.usage,
+        turns=run.turn,
+        tool_calls=tuple(run.tool_calls),
+        stop_reason=run.stop_reason,
+        reason=run.reason,
+    )
+
+
+async def _session_end(hooks: Hooks, run: RunContext) -> None:
+    if hooks.has("session_end"):
+        await hooks.run("session_end", run, _result(run))

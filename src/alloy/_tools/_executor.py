@@ -1,0 +1,191 @@
+"""Running the tool calls of one turn: approved in order, executed in parallel, isolated.
+
+Each call runs in its own task under its own deadline; whatever happens to it (an exception,
+an unknown name, invalid arguments, a timeout, a block) becomes an error result at its index,
+and never touches its siblings. Calls of ``sequential`` tools run after the others, one at a
+time. Cancelling the run cancels them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from .._emit import Emitter
+from .._errors import ToolError
+from .._events import ToolFinished, ToolStarted
+from .._messages import ToolCall, ToolResult
+from .._middleware import Block, Hooks, RunContext
+from .._result import ToolCallRecord, ToolOutcome
+from ._function import _as_text
+from ._tool import Tool, ToolContext
+from ._validate import schema_errors
+
+__all__ = ["CLEANUP_GRACE", "ToolRunner"]
+
+CLEANUP_GRACE = 5.0
+"""Seconds a timed-out tool gets to finish its cleanup before the run stops waiting for it."""
+
+
+@attrs.define(eq=False)
+class ToolRunner:
+    """Executes tool calls for one run; finished results stay in ``finished`` until the turn
+    is recorded, so a cancelled run keeps the results that did arrive."""
+
+    run: RunContext
+    hooks: Hooks
+    nursery: trio.Nursery
+    emitter: Emitter | None
+    tool_timeout: float | None
+    allowed_roots: tuple[Path, ...]
+    finished: dict[str, ToolResult] = attrs.field(factory=dict)
+
+    async def execute(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+        """Approve, run and record ``calls``; the results come back in call order."""
+        self.finished.clear()
+        approved: list[ToolCall | Block] = []
+        for call in calls:
+            approved.append(await self.hooks.before_tool_call(self.run, call))
+        parallel = [
+            index
+            for index, item in enumerate(approved)
+            if not (isinstance(item, ToolCall) and self._is_sequential(item))
+        ]
+        sequential = [index for index in range(len(calls)) if index not in set(parallel)]
+        results: list[ToolResult | None] = [None] * len(calls)
+
+        async def one(index: int) -> None:
+            results[index] = await self._one(calls[index], approved[index])
+
+        if len(parallel) == 1:
+            await one(parallel[0])
+        elif parallel:
+            async with trio.open_nursery() as turn_nursery:
+                for index in parallel:
+                    turn_nursery.start_soon(one, index)
+        for index in sequential:
+            await one(index)
+        return [result for result in results if result is not None]
+
+    def _is_sequential(self, call: ToolCall) -> bool:
+        tool = self.run.tools.get(call.name)
+        return bool(getattr(tool, "sequential", False))
+
+    async def _one(self, original: ToolCall, decision: ToolCall | Block) -> ToolResult:
+        call = decision if isinstance(decision, ToolCall) else original
+        emitter = self.emitter
+        if emitter is not None:
+            await emitter.emit(ToolStarted, call=call)
+        started = trio.current_time()
+        content, outcome, error = await self._outcome(call, decision)
+        duration = trio.current_time() - started
+        result = ToolResult(call_id=call.id, content=_clean(content), is_error=outcome != "ok")
+        record = ToolCallRecord(
+            id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            turn=self.run.turn,
+            duration=duration,
+            outcome=outcome,
+            error=error,
+        )
+        self.finished[call.id] = result
+        self.run.tool_calls.append(record)
+        if emitter is not None:
+            await emitter.emit(ToolFinished, call=call, result=result, record=record)
+        return result
+
+    async def _outcome(
+        self, call: ToolCall, decision: ToolCall | Block
+    ) -> tuple[str, ToolOutcome, str | None]:
+        if isinstance(decision, Block):
+            message = f"Blocked: {decision.reason}"
+            return message, "blocked", message
+        tool = self.run.tools.get(call.name)
+        if tool is None:
+            available = ", ".join(sorted(self.run.tools)) or "none"
+            message = f"Unknown tool {call.name!r}. Available tools: {available}."
+            return message, "unknown_tool", message
+        problems = schema_errors(call.arguments, tool.input_schema)
+        if problems:
+            message = f"Invalid arguments for tool {call.name!r}: " + "; ".join(problems) + "."
+            return message, "invalid_arguments", message
+        context = ToolContext(
+            working_directory=self.run.working_directory,
+            allowed_roots=self.allowed_roots,
+            context=self.run.context,
+            call=call,
+            turn=self.run.turn,
+        )
+        timeout = getattr(tool, "timeout", None) or self.tool_timeout
+        return await self._bounded(tool, call, context, timeout)
+
+    async def _bounded(
+        self, tool: Tool, call: ToolCall, context: ToolContext, limit: float | None
+    ) -> tuple[str, ToolOutcome, str | None]:
+        """Run the tool; with a ``limit``, return within ``limit + CLEANUP_GRACE`` seconds even
+        if the tool's own cleanup is slow (it then finishes in the run's nursery)."""
+        box: list[tuple[str, Any]] = []
+        if limit is None:
+            await _capture(tool, call, context, box)
+        else:
+            done = trio.Event()
+            scope = trio.CancelScope(deadline=trio.current_time() + limit)
+
+            async def body() -> None:
+                try:
+                    with scope:
+                        await _capture(tool, call, context, box)
+                finally:
+                    done.set()
+
+            self.nursery.start_soon(body)
+            with trio.move_on_after(limit + CLEANUP_GRACE):
+                await done.wait()
+            if not box:
+                message = f"Tool {call.name!r} timed out after {limit:g}s."
+                if getattr(tool, "runs_in_thread", False):
+                    message += " Its worker thread was abandoned and may still be running."
+                elif not done.is_set():
+                    message += f" It did not stop within {CLEANUP_GRACE:g}s and was abandoned."
+                return message, "timeout", message
+        kind, value = box[0]
+        if kind == "ok":
+            return _as_text(value), "ok", None
+        if isinstance(value, ToolError):
+            message = str(value) or f"Tool {call.name!r} failed."
+        else:
+            message = f"Tool {call.name!r} raised {type(value).__name__}: {value}"
+        return message, "error", message
+
+
+async def _capture(
+    tool: Tool, call: ToolCall, context: ToolContext, box: list[tuple[str, Any]]
+) -> None:
+    try:
+        box.append(("ok", await tool.execute(call.arguments, context)))
+    except Exception as exc:
+        box.append(("raised", exc))
+
+
+def _clean(text: str) -> str:
+    """Replace lone surrogates so the result always encodes as UTF-8 JSON."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def unanswered(
+    calls: Sequence[ToolCall], finished: Mapping[str, ToolResult], note: str
+) -> list[ToolResult]:
+    """Results for ``calls``: the finished ones as they are, the rest as errors saying ``note``."""
+    return [
+        finished.get(call.id) or ToolResult(call_id=call.id, content=note, is_error=True)
+        for call in calls
+    ]

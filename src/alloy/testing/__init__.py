@@ -1,0 +1,70 @@
+"""Testing your agents without a model: scripted providers and assertions.
+
+::
+
+    from alloy.testing import ScriptedProvider, text, tool_call, assert_tool_called
+
+    async def test_reads_the_version():
+        provider = ScriptedProvider([tool_call("read", {"path": "pyproject.toml"}),
+                                     text("The version is 0.1.0")])
+        result = await alloy.run("Which version?", provider=provider, tools=[Read])
+        assert result.text == "The version is 0.1.0"
+        assert_tool_called(result, "read", path="pyproject.toml")
+        assert provider.requests[1].messages[-1].tool_results[0].is_error is False
+"""
+
+from ._assertions import (
+    assert_tool_called as assert_tool_called,
+)
+from ._assertions import (
+    refute_tool_called as refute_tool_called,
+)
+from ._assertions import (
+    tool_calls as tool_calls,
+)
+from ._scripted import (
+    Fail as Fail,
+)
+from ._scripted import (
+    FunctionProvider as FunctionProvider,
+)
+from ._scripted import (
+    Reply as Reply,
+)
+from ._scripted import (
+    ScriptedProvider as ScriptedProvider,
+)
+from ._scripted import (
+    call as call,
+)
+from ._scripted import (
+    delay as delay,
+)
+from ._scripted import (
+    error as error,
+)
+from ._scripted import (
+    reply as reply,
+)
+from ._scripted import (
+    text as text,
+)
+from ._scripted import (
+    tool_call as tool_call,
+)
+
+__all__ = [
+    "Fail",
+    "FunctionProvider",
+    "Reply",
+    "ScriptedProvider",
+    "assert_tool_called",
+    "call",
+    "delay",
+    "error",
+    "refute_tool_called",
+    "reply",
+    "text",
+    "tool_call",
+    "tool_calls",
+]
