@@ -13,7 +13,6 @@ from typing import Any
 from hypothesis import strategies as st
 
 from alloy import (
-    Block,
     Image,
     Message,
     RedactedThinking,
@@ -26,6 +25,7 @@ from alloy import (
     UnknownBlock,
     Usage,
 )
+from alloy._messages import Block  # the content-block union (``alloy.Block`` is middleware's)
 
 __all__ = [
     "assistant_messages",
@@ -234,23 +234,34 @@ def messages() -> st.SearchStrategy[Message]:
     return st.builds(Message, roles(), st.lists(blocks(), max_size=5))
 
 
-@st.composite
+# Built once, not per draw: building (recursive) strategies inside a composite is slow.
+_IDS = tool_call_ids()
+_NAMES = _tool_names()
+_ARGUMENTS = json_objects()
+_TEXTS = texts()
+_TEXT_BLOCKS = text_blocks()
+_REASONING = thinking_blocks() | redacted_thinking_blocks()
+_SERVER_CALLS = server_tool_calls()
+_SERVER_CONTENT = server_tool_results()
+_OPENINGS = st.lists(text_blocks() | images(), min_size=1, max_size=2)
+
+
 def _assistant_turn(draw: st.DrawFn, call_ids: list[str]) -> Message:
     """An assistant turn; the ids of the tool calls it makes are appended to ``call_ids``."""
     content: list[Block] = []
     if draw(st.booleans()):
-        content.append(draw(thinking_blocks() | redacted_thinking_blocks()))
+        content.append(draw(_REASONING))
     if draw(st.booleans()):
-        content.append(draw(text_blocks()))
-    if draw(st.integers(0, 4)) == 0:
-        call = draw(server_tool_calls())
-        result = draw(server_tool_results())
+        content.append(draw(_TEXT_BLOCKS))
+    if draw(st.integers(0, 4)) == 0:  # now and then the provider ran a tool of its own
+        call = draw(_SERVER_CALLS)
+        result = draw(_SERVER_CONTENT)
         content += [call, ServerToolResult(call.id, result.kind, result.content)]
     for _ in range(draw(st.integers(0, 3))):
-        call_id = draw(tool_call_ids().filter(lambda i: i not in call_ids))
+        call_id = draw(_IDS.filter(lambda i: i not in call_ids))
         call_ids.append(call_id)
-        content.append(draw(tool_calls(ids=st.just(call_id))))
-    return Message.assistant(content or [draw(text_blocks())])
+        content.append(ToolCall(call_id, draw(_NAMES), draw(_ARGUMENTS)))
+    return Message.assistant(content or [draw(_TEXT_BLOCKS)])
 
 
 @st.composite
@@ -261,23 +272,22 @@ def conversations(draw: st.DrawFn, *, max_turns: int = 5) -> list[Message]:
     is answered, in any order, by a ``ToolResult`` with the same ``call_id`` in the next user
     message, and call ids are unique across the conversation. It ends with either role.
     """
-    opening = st.lists(text_blocks() | images(), min_size=1, max_size=2)
-    conversation = [Message.user(draw(opening))]
+    conversation = [Message.user(draw(_OPENINGS))]
     call_ids: list[str] = []
     turns = draw(st.integers(0, max_turns))
     for turn in range(turns):
-        reply = draw(_assistant_turn(call_ids))
+        reply = _assistant_turn(draw, call_ids)
         conversation.append(reply)
         if reply.tool_calls:
             answers: list[Block] = [
-                draw(tool_results(call_ids=st.just(call.id))) for call in reply.tool_calls
+                ToolResult(call.id, draw(_TEXTS), draw(st.booleans())) for call in reply.tool_calls
             ]
             answers = list(draw(st.permutations(answers)))
             if draw(st.booleans()):
-                answers.append(draw(text_blocks()))
+                answers.append(draw(_TEXT_BLOCKS))
             conversation.append(Message.user(answers))
         elif turn < turns - 1:
-            conversation.append(Message.user(draw(opening)))
+            conversation.append(Message.user(draw(_OPENINGS)))
     return conversation
 
 

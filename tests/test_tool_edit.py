@@ -126,7 +126,9 @@ async def test_refuses_binary_and_non_utf8_files(tmp_path: Path) -> None:
     (tmp_path / "blob").write_bytes(b"abc\x00def")
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(ToolError, match="binary"):
-        await Edit.execute({"path": "blob", "old_string": "abc", "new_string": "x"}, context(tmp_path))
+        await Edit.execute(
+            {"path": "blob", "old_string": "abc", "new_string": "x"}, context(tmp_path)
+        )
     with pytest.raises(ToolError, match="not valid UTF-8"):
         await Edit.execute(
             {"path": "latin1.txt", "old_string": "caf", "new_string": "x"}, context(tmp_path)
@@ -201,7 +203,9 @@ async def test_keeps_the_permission_bits(tmp_path: Path) -> None:
     target = tmp_path / "run.sh"
     target.write_text("echo old\n")
     target.chmod(0o700)
-    await Edit.execute({"path": "run.sh", "old_string": "old", "new_string": "new"}, context(tmp_path))
+    await Edit.execute(
+        {"path": "run.sh", "old_string": "old", "new_string": "new"}, context(tmp_path)
+    )
     assert stat.S_IMODE(target.stat().st_mode) == 0o700
     assert target.read_text() == "echo new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["run.sh"]
