@@ -139,11 +139,19 @@ def text_blocks() -> st.SearchStrategy[Text]:
 
 
 def thinking_blocks() -> st.SearchStrategy[Thinking]:
-    return st.builds(Thinking, texts(), signature=st.none() | texts(max_size=20))
+    return st.builds(
+        Thinking,
+        texts(),
+        signature=st.none() | texts(max_size=20),
+        provider=st.none() | st.sampled_from(["anthropic", "openai", "chat"]),
+        id=st.none() | texts(max_size=10),
+    )
 
 
 def redacted_thinking_blocks() -> st.SearchStrategy[RedactedThinking]:
-    return st.builds(RedactedThinking, texts(max_size=30))
+    return st.builds(
+        RedactedThinking, texts(max_size=30), provider=st.none() | st.just("anthropic")
+    )
 
 
 def tool_calls(*, ids: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[ToolCall]:

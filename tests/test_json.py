@@ -130,12 +130,21 @@ def test_dump_accepts_any_iterable_and_turns_tuples_into_lists() -> None:
 
 SHAPES: list[tuple[Any, dict[str, Any]]] = [
     (Text("hi"), {"type": "text", "text": "hi"}),
-    (Thinking("hmm"), {"type": "thinking", "text": "hmm", "signature": None}),
+    (
+        Thinking("hmm"),
+        {"type": "thinking", "text": "hmm", "signature": None, "provider": None, "id": None},
+    ),
     (
         Thinking("hmm", signature="EqQB"),
-        {"type": "thinking", "text": "hmm", "signature": "EqQB"},
+        {
+            "type": "thinking",
+            "text": "hmm",
+            "signature": "EqQB",
+            "provider": None,
+            "id": None,
+        },
     ),
-    (RedactedThinking("EmwK"), {"type": "redacted_thinking", "data": "EmwK"}),
+    (RedactedThinking("EmwK"), {"type": "redacted_thinking", "data": "EmwK", "provider": None}),
     (
         ToolCall("call_1", "read", {"path": "README.md"}),
         {"type": "tool_call", "id": "call_1", "name": "read", "arguments": {"path": "README.md"}},

@@ -75,6 +75,7 @@ def test_bash_is_a_tool() -> None:
 def test_timeout_bounds_the_slowest_call() -> None:
     assert Bash.timeout == 300 + 2 + 5
     assert BashTool(max_timeout=600, kill_grace=1).timeout == 606
+    assert BashTool(max_timeout=10, kill_grace=10).timeout == 10 + 23  # room for the clean-up
 
 
 def test_description_states_the_configured_limits() -> None:

@@ -181,6 +181,15 @@ async def test_lf_file_keeps_lf(tmp_path: Path) -> None:
     assert (tmp_path / "unix.txt").read_bytes() == b"1\n1.5\ntwo\n"
 
 
+async def test_crlf_old_string_in_an_lf_file(tmp_path: Path) -> None:
+    (tmp_path / "unix.txt").write_bytes(b"one\ntwo\n")
+    await Edit.execute(
+        {"path": "unix.txt", "old_string": "one\r\ntwo", "new_string": "uno\r\ndos"},
+        context(tmp_path),
+    )
+    assert (tmp_path / "unix.txt").read_bytes() == b"uno\ndos\n"
+
+
 async def test_a_line_ending_only_change_in_a_crlf_file_is_a_no_op(tmp_path: Path) -> None:
     (tmp_path / "win.txt").write_bytes(b"one\r\ntwo\r\n")
     with pytest.raises(ToolError, match="change nothing"):

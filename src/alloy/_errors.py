@@ -2,19 +2,29 @@
 
 The tree::
 
-    AlloyError                      base; ``.result`` holds the partial Result when a run failed
-    ├── ConfigError (ValueError)    a run was given a bad value (bad provider, duplicate tool names...)
-    ├── ProviderError               the model call failed; the providers issue adds subclasses
-    │   └── ScriptExhausted         a ScriptedProvider ran out of replies
-    ├── MiddlewareError             a middleware hook raised or returned something it may not
+    AlloyError                        base; ``.result`` holds the partial Result when a run failed
+    ├── ConfigError (ValueError)      a bad option value (bad provider, duplicate tool names...)
+    ├── ProviderError                 the model call failed; status, type, request id, body
+    │   ├── AuthenticationError       401: the API key is missing or wrong
+    │   ├── PermissionDeniedError     403
+    │   ├── NotFoundError             404: unknown model or path
+    │   ├── InvalidRequestError       400, 413, 422: the provider refused the request
+    │   │   └── ContextLengthExceeded the conversation no longer fits the model's window
+    │   ├── RateLimitError            429; ``retry_after`` in seconds when the provider said
+    │   ├── OverloadedError           529, 503 overloaded
+    │   ├── ServerError               other 5xx
+    │   ├── ProviderTimeout           connect, idle-read or overall deadline exceeded; 408
+    │   ├── ProviderConnectionError   the connection failed or broke
+    │   ├── ProtocolError             the reply is not what the wire format promises
+    │   └── ScriptExhausted           a ScriptedProvider ran out of replies
+    ├── MiddlewareError               a middleware hook raised or returned something it may not
     └── ToolDefinitionError (TypeError)  @tool could not build a schema for a function
 
-``ToolError`` is not an ``AlloyError``: a tool raises it to hand the model an error result with
-exactly that message. It never leaves the run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,10 +32,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlloyError",
+    "AuthenticationError",
     "ConfigError",
+    "ContextLengthExceeded",
+    "InvalidRequestError",
     "MiddlewareError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "ProviderConnectionError",
     "ProviderError",
+    "ProviderTimeout",
+    "RateLimitError",
     "ScriptExhausted",
+    "ServerError",
     "ToolDefinitionError",
     "ToolError",
 ]
@@ -66,10 +87,13 @@ class ConfigError(AlloyError, ValueError):
 class ProviderError(AlloyError):
     """The model call failed (transport, HTTP status, malformed reply, or a provider bug).
 
-    ``provider`` names the provider; ``retryable`` says whether trying again may help::
+    ``provider`` names the provider; ``retryable`` says whether trying again may help;
+    ``status``, ``error_type``, ``request_id``, ``body``, ``retry_after`` (seconds) and
+    ``rate_limits`` (the provider's rate-limit headers) are set when the wire had them::
 
         except alloy.ProviderError as exc:
-            log.warning("%s failed: %s", exc.provider, exc)
+            log.warning("%s failed (%s, request %s): %s", exc.provider, exc.status,
+                        exc.request_id, exc)
     """
 
     def __init__(
@@ -78,11 +102,70 @@ class ProviderError(AlloyError):
         *,
         provider: str = "",
         retryable: bool = False,
+        status: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+        rate_limits: Mapping[str, str] | None = None,
         result: Result | None = None,
     ) -> None:
         super().__init__(message, result=result)
         self.provider = provider
         self.retryable = retryable
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
+        self.body = body
+        self.retry_after = retry_after
+        self.rate_limits: Mapping[str, str] = rate_limits or {}
+
+
+class AuthenticationError(ProviderError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(ProviderError):
+    """403: the key may not use this model or feature."""
+
+
+class NotFoundError(ProviderError):
+    """404: the model or the API path does not exist (check ``model`` and ``api_url``)."""
+
+
+class InvalidRequestError(ProviderError):
+    """The provider refused the request as malformed (400, 413, 422).
+
+    >>> except alloy.InvalidRequestError as exc: print(exc.body)
+    """
+
+
+class ContextLengthExceeded(InvalidRequestError):
+    """The conversation is longer than the model's context window."""
+
+
+class RateLimitError(ProviderError):
+    """429: too many requests or tokens; ``retry_after`` says when to try again, if known."""
+
+
+class OverloadedError(ProviderError):
+    """The provider is overloaded (Anthropic 529, 503 "overloaded"); retryable."""
+
+
+class ServerError(ProviderError):
+    """The provider failed (5xx); retryable."""
+
+
+class ProviderTimeout(ProviderError):
+    """No reply in time: connecting, between streamed chunks, or the run's deadline."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection could not be made or broke before the reply was complete."""
+
+
+class ProtocolError(ProviderError):
+    """The reply breaks its wire format (bad JSON, a stream cut before its end...)."""
 
 
 class ScriptExhausted(ProviderError):

@@ -45,23 +45,30 @@ class Text:
 class Thinking:
     """The model's visible reasoning, with the provider's signature kept verbatim.
 
-    A signed block must be sent back unchanged; Alloy never edits it.
+    A signed block must be sent back unchanged; Alloy never edits it. ``provider`` names the
+    wire format that signed it (``"anthropic"``, ``"openai"``...): a signature is only sent
+    back there. ``id`` is the provider's own id for the block, when it has one (the Responses
+    API's reasoning items).
 
-    >>> Thinking("Let me check the file first.", signature="EqQBCkgIARABGAIiQ...")
+    >>> Thinking("Let me check the file first.", signature="EqQBCkgIARABGAIiQ...",
+    ...          provider="anthropic")
     """
 
     text: str
     signature: str | None = None
+    provider: str | None = None
+    id: str | None = None
 
 
 @attrs.frozen
 class RedactedThinking:
     """Reasoning the provider returned encrypted; ``data`` is opaque and re-sent as is.
 
-    >>> RedactedThinking(data="EmwKAhgBEgy3va3pzix/LafPsn4a...")
+    >>> RedactedThinking(data="EmwKAhgBEgy3va3pzix/LafPsn4a...", provider="anthropic")
     """
 
     data: str
+    provider: str | None = None
 
 
 @attrs.frozen

@@ -205,8 +205,12 @@ class BashTool:
 
     @property
     def timeout(self) -> float:
-        """The executor's hard bound for one call: ``max_timeout`` plus time to kill and reap."""
-        return self.max_timeout + self.kill_grace + 5
+        """The executor's hard bound for one call: ``max_timeout`` plus time to kill and reap.
+
+        ``max_timeout + kill_grace + 5`` (307 s by default), or more when ``kill_grace`` is so
+        long that the bounded clean-up (at most ``2 * kill_grace + 1`` s) needs it.
+        """
+        return self.max_timeout + max(self.kill_grace + 5, 2 * self.kill_grace + 3)
 
     def _describe(self, default: float) -> str:
         shell = "restricted bash (bash -r)" if self.restricted else "bash"

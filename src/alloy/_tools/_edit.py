@@ -120,6 +120,8 @@ def _edit(context: ToolContext, raw_path: str, old: str, new: str, replace_all: 
             if alternative != old:
                 count = text.count(alternative)
                 old = alternative
+                if not crlf:
+                    new = new.replace("\r\n", "\n")
         if crlf:
             new = _to_crlf(new)
         if count == 0:
@@ -129,8 +131,8 @@ def _edit(context: ToolContext, raw_path: str, old: str, new: str, replace_all: 
             )
         if old == new:
             raise ToolError(
-                f"old_string and new_string differ only in line endings, and {path} uses CRLF "
-                "line endings throughout the edit; it would change nothing"
+                f"old_string and new_string differ only in line endings, which edit keeps as "
+                f"CRLF in {path}; the edit would change nothing"
             )
         if count > 1 and not replace_all:
             raise ToolError(
