@@ -1,6 +1,7 @@
 """Alloy's own overhead, with the scripted provider (no network, no model).
 
-Three figures, each against a target:
+Three measurements (a summary table at the end gives each figure, its target if it has one,
+and OK or OVER):
 
 1. CPU (and wall) time of one 2-turn run with one tool call, per run, inside one ``trio.run``
    after warm-up: plain ``alloy.run``, ``alloy.run(on_event=...)`` and ``alloy.stream``.
