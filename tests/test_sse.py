@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import alloy._codec._sse as sse_module
 from alloy._codec._sse import SSEDecoder, SSEError, SSEEvent, encode_event

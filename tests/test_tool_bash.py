@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from alloy import ConfigError, Tool, ToolContext, ToolError
 from alloy._tools._bash import _Output, scrub_environment

@@ -13,8 +13,7 @@ import attrs
 from ._errors import ConfigError
 from ._messages import Block, Message
 from ._provider import Provider
-from ._tools._function import FunctionTool
-from ._tools._function import tool as make_tool
+from ._tools._function import FunctionTool, tool as make_tool
 from ._tools._tool import Tool, ToolSpec
 
 __all__ = ["RunConfig", "RunOptions", "build_config"]
@@ -164,6 +163,8 @@ def _looks_like_tool(item: object) -> bool:
 
 
 def _directory(path: str | os.PathLike[str], what: str) -> Path:
+    if path == ".":
+        return Path(os.getcwd())
     try:
         resolved = Path(path).expanduser().resolve()
     except (TypeError, OSError) as exc:

@@ -55,7 +55,8 @@ class ToolRunner:
             for index, item in enumerate(approved)
             if not (isinstance(item, ToolCall) and self._is_sequential(item))
         ]
-        sequential = [index for index in range(len(calls)) if index not in set(parallel)]
+        in_parallel = set(parallel)
+        sequential = [index for index in range(len(calls)) if index not in in_parallel]
         results: list[ToolResult | None] = [None] * len(calls)
 
         async def one(index: int) -> None:

@@ -15,41 +15,19 @@
 
 from ._assertions import (
     assert_tool_called as assert_tool_called,
-)
-from ._assertions import (
     refute_tool_called as refute_tool_called,
-)
-from ._assertions import (
     tool_calls as tool_calls,
 )
 from ._scripted import (
     Fail as Fail,
-)
-from ._scripted import (
     FunctionProvider as FunctionProvider,
-)
-from ._scripted import (
     Reply as Reply,
-)
-from ._scripted import (
     ScriptedProvider as ScriptedProvider,
-)
-from ._scripted import (
     call as call,
-)
-from ._scripted import (
     delay as delay,
-)
-from ._scripted import (
     error as error,
-)
-from ._scripted import (
     reply as reply,
-)
-from ._scripted import (
     text as text,
-)
-from ._scripted import (
     tool_call as tool_call,
 )
 
