@@ -834,3 +834,24 @@ async def test_server_tool_calls_are_not_executed(echo: alloy.Tool) -> None:
     (answer,) = results_of(result)
     assert answer.call_id == "call_1"
     assert [r.name for r in result.tool_calls] == ["echo"]
+
+
+async def test_truncated_call_reusing_an_earlier_id_is_not_answered_with_the_old_result(
+    echo: alloy.Tool,
+) -> None:
+    # Some providers number calls per turn, so ids repeat across turns.
+    provider = ScriptedProvider(
+        [
+            tool_call("echo", {"text": "first"}, id="call_0"),
+            reply(call("echo", {"text": "second"}, id="call_0"), stop_reason="max_tokens"),
+            text("done"),
+        ]
+    )
+    result = await alloy.run("go", provider=provider, tools=[echo])
+    first = results_of(result, 1)[0]
+    (second,) = results_of(result, 2)
+    assert first.content == "Echo: first"
+    assert second.is_error
+    assert "cut off" in second.content
+    assert [(r.turn, r.outcome) for r in result.tool_calls] == [(1, "ok"), (2, "not_run")]
+    answered(result.messages)

@@ -75,18 +75,26 @@ async def execute_run(
             raise
         finally:
             nursery.cancel_scope.cancel()
-    if failure is not None and hooks.has("on_error") and isinstance(failure, ProviderError):
-        try:
-            await hooks.run("on_error", run, failure)
-        except HaltRun as halt:
-            run.status, run.reason = Status.HALTED, halt.reason
-            failure = None
-    if failure is not None:
-        failure.result = _result(run)
+    try:
+        if failure is not None and hooks.has("on_error") and isinstance(failure, ProviderError):
+            try:
+                await hooks.run("on_error", run, failure)
+            except HaltRun as halt:
+                run.status, run.reason = Status.HALTED, halt.reason
+                failure = None
+        if failure is not None:
+            failure.result = _result(run)
+            await _session_end(hooks, run)
+            raise failure
+        result = _result(run)
         await _session_end(hooks, run)
-        raise failure
-    result = _result(run)
-    await _session_end(hooks, run)
+    except AlloyError as exc:
+        # A failing on_error or session_end hook: the error still carries the partial result.
+        if exc.result is None:
+            if run.status not in (Status.ERROR, Status.HALTED):
+                run.status, run.reason = Status.ERROR, str(exc)
+            exc.result = _result(run)
+        raise
     return result
 
 
@@ -113,6 +121,7 @@ async def _drive(
                 usage=completion.usage,
             )
         calls = completion.message.tool_calls
+        runner.finished.clear()  # results of earlier turns never answer this turn's calls
         if calls:
             if completion.stop_reason is StopReason.MAX_TOKENS:
                 note = (
