@@ -1,0 +1,194 @@
+"""A provider over HTTP: a sans-IO codec + the transport + a retry policy + fallbacks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import trio
+
+from .._codec._sse import SSEDecoder, SSEError
+from .._codec._wire import HttpRequest, StreamDecoder
+from .._errors import (
+    ConfigError,
+    OverloadedError,
+    ProtocolError,
+    ProviderError,
+    ProviderTimeout,
+    ServerError,
+)
+from .._provider import Completion, DeltaSink, Provider, Request
+from .._retry import RetryPolicy, call_with_retries
+from .._transport import Transport
+
+__all__ = ["Codec", "HttpProvider", "api_key_from"]
+
+
+class Codec(Protocol):
+    """What a provider needs from a wire codec."""
+
+    def encode(self, request: Request, *, stream: bool) -> HttpRequest: ...
+
+    def decode_response(self, body: bytes) -> Completion: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def decode_error(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> ProviderError: ...
+
+
+def api_key_from(
+    api_key: str | None, variable: str, provider: str, *, required: bool
+) -> str | None:
+    """The given key, else the environment variable; a ``ConfigError`` when required and absent."""
+    key = api_key if api_key is not None else os.environ.get(variable)
+    if required and not key:
+        raise ConfigError(f"{provider}: no API key; pass api_key= or set {variable}")
+    return key
+
+
+class HttpProvider:
+    """Common machinery of the HTTP providers: retries, fallbacks, streaming, deadlines."""
+
+    name: str
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        codec: Codec,
+        api_url: str,
+        client: Any | None,
+        connect_timeout: float,
+        read_timeout: float,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+        fallbacks: Sequence[Provider],
+    ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"{name}: timeout must be positive seconds or None, got {timeout!r}")
+        if not read_timeout > 0 or not connect_timeout > 0:
+            raise ConfigError(f"{name}: connect_timeout and read_timeout must be positive")
+        self.name = name
+        self.codec = codec
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.fallbacks = tuple(fallbacks)
+        self.transport = Transport(
+            api_url=api_url,
+            provider=name,
+            client=client,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this provider created (not one you passed in)."""
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> HttpProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def complete(self, request: Request) -> Completion:
+        """One model call, retried and falling back as configured."""
+        return await self._call(request, None)
+
+    async def stream(self, request: Request, deltas: DeltaSink) -> Completion:
+        """One streamed model call: deltas go to ``deltas`` as they arrive."""
+        return await self._call(request, deltas)
+
+    async def _call(self, request: Request, deltas: DeltaSink | None) -> Completion:
+        delivered = False
+
+        def was_delivered() -> bool:
+            return delivered
+
+        async def attempt() -> Completion:
+            nonlocal delivered
+            if deltas is None:
+                return await self._complete_once(request)
+
+            async def forward(delta: Any) -> None:
+                nonlocal delivered
+                delivered = True
+                await deltas.send(delta)
+
+            return await self._stream_once(request, forward)
+
+        try:
+            return await self._bounded(call_with_retries(attempt, self.retry, was_delivered))
+        except ProviderError as error:
+            if delivered or not _worth_a_fallback(error) or not self.fallbacks:
+                raise
+            return await self._fall_back(request, deltas, error)
+
+    async def _bounded(self, call: Any) -> Completion:
+        if self.timeout is None:
+            result: Completion = await call
+            return result
+        try:
+            with trio.fail_after(self.timeout):
+                result = await call
+                return result
+        except trio.TooSlowError:
+            raise ProviderTimeout(
+                f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
+            ) from None
+
+    async def _fall_back(
+        self, request: Request, deltas: DeltaSink | None, error: ProviderError
+    ) -> Completion:
+        last = error
+        for fallback in self.fallbacks:
+            stream = getattr(fallback, "stream", None)
+            try:
+                if deltas is not None and stream is not None:
+                    completion: Completion = await stream(request, deltas)
+                else:
+                    completion = await fallback.complete(request)
+            except ProviderError as failure:
+                last = failure
+                if not _worth_a_fallback(failure):
+                    raise
+                continue
+            return completion
+        raise last
+
+    async def _complete_once(self, request: Request) -> Completion:
+        http_request = self.codec.encode(request, stream=False)
+        reply = await self.transport.send(http_request)
+        if reply.status >= 300:
+            raise self.codec.decode_error(reply.status, reply.headers, reply.body)
+        return self.codec.decode_response(reply.body)
+
+    async def _stream_once(self, request: Request, send: Callable[[Any], Any]) -> Completion:
+        http_request = self.codec.encode(request, stream=True)
+        async with self.transport.stream(http_request) as reply:
+            if reply.status >= 300:
+                raise self.codec.decode_error(reply.status, reply.headers, await reply.read())
+            if "text/event-stream" not in reply.headers.get("content-type", "text/event-stream"):
+                # Some hosts answer a streamed request with one JSON body.
+                return self.codec.decode_response(await reply.read())
+            sse = SSEDecoder()
+            decoder = self.codec.stream_decoder()
+            try:
+                async for chunk in reply.chunks():
+                    for event in sse.feed(chunk):
+                        for delta in decoder.feed(event):
+                            await send(delta)
+                for event in sse.close():
+                    for delta in decoder.feed(event):
+                        await send(delta)
+            except SSEError as exc:
+                raise ProtocolError(f"{self.name}: {exc}", provider=self.name) from exc
+            return decoder.finish()
+
+
+def _worth_a_fallback(error: ProviderError) -> bool:
+    """Fallbacks are for availability problems, not for requests the provider refused."""
+    return error.retryable or isinstance(error, OverloadedError | ServerError | ProviderTimeout)
