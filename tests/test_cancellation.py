@@ -235,3 +235,32 @@ async def test_tool_timeout_kills_the_bash_process_group(tmp_path: Path) -> None
     answer = result.messages[2].tool_results[0]
     assert answer.is_error and "timed out" in answer.content
     assert await wait_gone(int(pid_file.read_text()))
+
+
+async def test_cancelled_sync_tool_says_its_thread_was_abandoned() -> None:
+    import threading
+
+    release = threading.Event()
+    finished = threading.Event()
+
+    @alloy.tool
+    def wait_for_release() -> str:
+        """Block a worker thread."""
+        release.wait(30)
+        finished.set()
+        return "released"
+
+    provider = ScriptedProvider([tool_call("wait_for_release", {}), text("never")])
+    try:
+        async with alloy.stream("go", provider=provider, tools=[wait_for_release]) as run:
+            async for event in run:
+                if isinstance(event, alloy.ToolStarted):
+                    break
+    finally:
+        release.set()
+    assert run.result is not None
+    answer = run.result.messages[-1].tool_results[0]
+    assert answer.is_error
+    assert "worker thread was abandoned" in answer.content
+    with trio.fail_after(10):
+        await trio.to_thread.run_sync(finished.wait)

@@ -209,7 +209,8 @@ async def test_exception_group_from_a_tool_is_an_error_result(echo: alloy.Tool) 
     )
     failed, sibling = results_of(result)
     assert failed.is_error
-    assert failed.content.startswith("Tool 'grouped' raised ExceptionGroup")
+    # A group of one shows the real cause, not "ExceptionGroup".
+    assert failed.content == "Tool 'grouped' raised RuntimeError: child failed"
     assert sibling.content == "Echo: sibling"
 
 

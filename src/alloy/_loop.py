@@ -20,7 +20,7 @@ from ._messages import Message, Text, ToolCall, ToolResult
 from ._middleware import HaltRun, Hooks, RunContext
 from ._provider import Completion, Request, StopReason, provider_name
 from ._result import Result, Status, ToolCallRecord, ToolOutcome
-from ._tools._executor import ToolRunner, unanswered
+from ._tools._executor import ToolRunner
 
 __all__ = ["execute_run", "is_cancellation"]
 
@@ -121,7 +121,7 @@ async def _drive(
                 usage=completion.usage,
             )
         calls = completion.message.tool_calls
-        runner.finished.clear()  # results of earlier turns never answer this turn's calls
+        runner.forget()  # results of earlier turns never answer this turn's calls
         if calls:
             if completion.stop_reason is StopReason.MAX_TOKENS:
                 note = (
@@ -198,10 +198,15 @@ def _close_open_calls(
     calls = _open_calls(run)
     if not calls:
         return []
-    finished = runner.finished
-    results = unanswered(calls, finished, note)
+    results: list[ToolResult] = []
     for call in calls:
-        if call.id not in finished:
+        result = runner.finished.get(call.id)
+        if result is None:
+            text = note
+            tool = run.tools.get(call.name)
+            if call.id in runner.started and getattr(tool, "runs_in_thread", False):
+                text += " Its worker thread was abandoned and may still be running."
+            result = ToolResult(call_id=call.id, content=text, is_error=True)
             run.tool_calls.append(
                 ToolCallRecord(
                     id=call.id,
@@ -210,9 +215,10 @@ def _close_open_calls(
                     turn=run.turn,
                     duration=0.0,
                     outcome=outcome,
-                    error=note,
+                    error=text,
                 )
             )
+        results.append(result)
     run.messages.append(Message.user(results))
     return results
 

@@ -8,7 +8,7 @@ time. Cancelling the run cancels them all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,16 @@ class ToolRunner:
     tool_timeout: float | None
     allowed_roots: tuple[Path, ...]
     finished: dict[str, ToolResult] = attrs.field(factory=dict)
+    started: set[str] = attrs.field(factory=set)
+
+    def forget(self) -> None:
+        """Drop the previous turn's bookkeeping."""
+        self.finished.clear()
+        self.started.clear()
 
     async def execute(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         """Approve, run and record ``calls``; the results come back in call order."""
-        self.finished.clear()
+        self.forget()
         approved: list[ToolCall | Block] = []
         for call in calls:
             approved.append(await self.hooks.before_tool_call(self.run, call))
@@ -81,6 +87,7 @@ class ToolRunner:
         emitter = self.emitter
         if emitter is not None:
             await emitter.emit(ToolStarted, call=call)
+        self.started.add(call.id)
         started = trio.current_time()
         content, outcome, error = await self._outcome(call, decision)
         duration = trio.current_time() - started
@@ -157,10 +164,7 @@ class ToolRunner:
         kind, value = box[0]
         if kind == "ok":
             return _as_text(value), "ok", None
-        if isinstance(value, ToolError):
-            message = str(value) or f"Tool {call.name!r} failed."
-        else:
-            message = f"Tool {call.name!r} raised {type(value).__name__}: {value}"
+        message = _describe_failure(call.name, value)
         return message, "error", message
 
 
@@ -173,6 +177,30 @@ async def _capture(
         box.append(("raised", exc))
 
 
+def _describe_failure(name: str, error: BaseException) -> str:
+    """What the model is told about a tool that raised (a group shows its members)."""
+    if isinstance(error, BaseExceptionGroup):
+        leaves = _leaves(error)
+        if len(leaves) == 1:
+            return _describe_failure(name, leaves[0])
+        return f"Tool {name!r} failed in {len(leaves)} ways: " + "; ".join(
+            f"{type(leaf).__name__}: {leaf}" for leaf in leaves
+        )
+    if isinstance(error, ToolError):
+        return str(error) or f"Tool {name!r} failed."
+    return f"Tool {name!r} raised {type(error).__name__}: {error}"
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for member in group.exceptions:
+        if isinstance(member, BaseExceptionGroup):
+            found.extend(_leaves(member))
+        else:
+            found.append(member)
+    return found
+
+
 def _clean(text: str) -> str:
     """Replace lone surrogates so the result always encodes as UTF-8 JSON."""
     try:
@@ -180,13 +208,3 @@ def _clean(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace").decode("utf-8")
     return text
-
-
-def unanswered(
-    calls: Sequence[ToolCall], finished: Mapping[str, ToolResult], note: str
-) -> list[ToolResult]:
-    """Results for ``calls``: the finished ones as they are, the rest as errors saying ``note``."""
-    return [
-        finished.get(call.id) or ToolResult(call_id=call.id, content=note, is_error=True)
-        for call in calls
-    ]

@@ -144,6 +144,8 @@ def _build(
     label = getattr(fn, "__name__", repr(fn))
     if not callable(fn):
         raise ToolDefinitionError(f"@alloy.tool needs a function, got {fn!r}")
+    if name is not None and not name:
+        raise ToolDefinitionError(f"{label}: name= must not be empty")
     tool_name = name or label
     if not _NAME.match(tool_name):
         raise ToolDefinitionError(
@@ -360,6 +362,9 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
             arguments[current] = sphinx.group(2).strip()
             section = "sphinx"
             continue
+        if section == "sphinx" and line.lstrip().startswith(":"):
+            current = None  # another field (:returns:, :raises:) ends the parameter
+            continue
         heading = _SECTION.match(line)
         if heading:
             section = heading.group(1).lower()
@@ -377,6 +382,6 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
                 arguments[current] = match.group(2).strip()
             elif current and line.strip():
                 arguments[current] = f"{arguments[current]} {line.strip()}".strip()
-        elif section == "sphinx" and current and line.strip() and not line.lstrip().startswith(":"):
+        elif section == "sphinx" and current and line.strip():
             arguments[current] = f"{arguments[current]} {line.strip()}".strip()
     return "\n".join(summary).strip(), arguments

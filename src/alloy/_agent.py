@@ -1,0 +1,1252 @@
+"""Long-lived agents: one task owns a conversation and a bounded mailbox.
+
+An ``Agent`` is a handle; the agent itself is an actor task (``_Actor.main``) started with
+``nursery.start``, so a failing start (a bad option, a ``session_start`` hook that raises or
+halts, a subscription that cannot be made) raises from ``Agent.start`` and no handle escapes.
+
+- **Calls** (``messages``, ``health``, ``reset``, ``send_message``...) travel through a bounded
+  memory channel, the mailbox, and are answered through a reply slot (a ``trio.Event`` and an
+  ``outcome``). Every call handler is synchronous, so the mailbox loop answers at once.
+- **Turns** run in a child task of the actor, never in the mailbox loop, so ``health`` and
+  ``messages`` answer while a turn runs. One turn runs at a time; up to ``max_pending``
+  more wait in a FIFO queue.
+- **Timeouts** are the caller's cancel scope. A caller that gives up cancels its request: a
+  queued request is dropped, a running turn is cancelled. Giving up is delivered
+  synchronously (like ``CancelScope.cancel``), not through the mailbox, so it can neither block
+  on a full mailbox nor race the reply, and no late reply is ever left behind.
+- **History is transactional.** A turn that ends ``completed``, ``max_turns`` or ``halted``
+  commits its messages (every tool call in them has a result). A turn that fails or is
+  cancelled leaves the history exactly as it was before the turn: no dangling user message,
+  no unanswered tool call. Its partial result still reaches the caller (``error.result``, the
+  published ``AgentResponse``, ``run.result``), and the tokens it spent are still counted in
+  ``usage`` and ``turns``.
+- **Death.** When the actor ends (``stop``, cancellation, a crash) its ``finally`` fails every
+  call still in the mailbox, the running turn and every queued request with ``AgentStopped``
+  (``AgentCrashed`` after a crash) naming the agent; ``send_message`` requests get that error
+  published. No caller ever hangs on a dead agent. Then ``session_end`` hooks and
+  ``on_shutdown`` run (shielded, for at most ``SHUTDOWN_GRACE`` seconds).
+- **A crash** is an exception that is not an ``AlloyError`` escaping a turn (a bug: provider,
+  tool and middleware failures are ``AlloyError`` and only fail their request). The agent
+  ends and re-raises it bare, to its nursery or its supervisor.
+- **Session hooks** fire once per agent lifetime: ``session_start`` before the agent accepts
+  its first call, ``session_end`` when it stops. The middleware handed to each turn's run is
+  a view without those two hooks, so ``alloy.run`` does not fire them per turn.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import types
+from collections import deque
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal, Required, TypedDict, TypeVar, Unpack
+
+import attrs
+import outcome
+import trio
+
+from ._config import RunConfig, build_config
+from ._emit import Emitter
+from ._errors import AlloyError, ConfigError
+from ._events import Event, RunCompleted
+from ._loop import execute_run
+from ._messages import Block, Message, Usage
+from ._middleware import HOOKS, HaltRun, Hooks, Middleware, RunContext
+from ._provider import Provider, provider_name
+from ._pubsub import Broker, SubscriptionOverflow, _iter_topics
+from ._result import Result, Status
+from ._run import EVENT_BUFFER, Run
+
+__all__ = [
+    "Agent",
+    "AgentBusy",
+    "AgentCrashed",
+    "AgentError",
+    "AgentHealth",
+    "AgentOptions",
+    "AgentRequest",
+    "AgentResponse",
+    "AgentStopped",
+    "NoPubSub",
+    "QueueFull",
+    "Session",
+    "SessionHalted",
+]
+
+log = logging.getLogger("alloy.agent")
+
+T = TypeVar("T")
+
+MAILBOX_SIZE = 64
+"""Calls the mailbox buffers; a caller beyond that waits (the agent answers calls at once)."""
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds ``session_end`` hooks and ``on_shutdown`` get when an agent stops."""
+
+SESSION_HOOKS = ("session_start", "session_end")
+
+Prompt = str | Message | Sequence[Block]
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class AgentError(AlloyError):
+    """Base of the errors an agent raises; ``agent`` names it.
+
+    >>> try:
+    ...     await agent.chat("hi")
+    ... except alloy.AgentError as exc:
+    ...     log.warning("agent %s: %s", exc.agent, exc)
+    """
+
+    def __init__(self, message: str, *, agent: str, result: Result | None = None) -> None:
+        super().__init__(message, result=result)
+        self.agent = agent
+
+
+class AgentBusy(AgentError):
+    """A turn is running and the agent queues nothing (``max_pending=0``), or the call
+    (``reset``, ``set_model``) cannot run while a turn does.
+
+    >>> try:
+    ...     await agent.chat("second question")
+    ... except alloy.AgentBusy:
+    ...     ...   # try later, or start the agent with max_pending > 0
+    """
+
+
+class QueueFull(AgentBusy):
+    """A turn is running and ``max_pending`` requests already wait.
+
+    A subclass of ``AgentBusy``: ``except alloy.AgentBusy`` catches both.
+
+    >>> agent = await alloy.Agent.start(nursery, provider=p, max_pending=2)
+    """
+
+
+class AgentStopped(AgentError):
+    """The agent is not running (it was stopped, or its nursery was cancelled).
+
+    Raised by every call to a dead agent, and by the calls it had not answered when it
+    died. For the request that was running, ``result`` holds its partial result::
+
+        except alloy.AgentStopped as exc:
+            partial = exc.result
+    """
+
+
+class AgentCrashed(AgentStopped):
+    """The agent died of an unexpected exception; ``error`` is that exception (also the
+    ``__cause__``). A supervisor restarts it; calls through ``sup.agent(name)`` reach the
+    new one.
+
+    >>> except alloy.AgentCrashed as exc:
+    ...     log.error("agent %s crashed: %r", exc.agent, exc.error)
+    """
+
+    def __init__(
+        self, message: str, *, agent: str, error: BaseException, result: Result | None = None
+    ) -> None:
+        super().__init__(message, agent=agent, result=result)
+        self.error = error
+
+
+class NoPubSub(AgentError):
+    """``send_message`` needs a pub/sub to publish its result on: start the agent with
+    ``pubsub=``.
+
+    >>> agent = await alloy.Agent.start(nursery, provider=p, pubsub=alloy.PubSub())
+    """
+
+
+class SessionHalted(AgentError):
+    """A ``session_start`` hook returned ``alloy.Halt(reason)``: the agent did not start.
+
+    >>> class Gate(alloy.Middleware):
+    ...     def session_start(self, run):
+    ...         return alloy.Halt("over quota")
+    >>> await alloy.Agent.start(nursery, provider=p, middleware=[Gate()])
+    Traceback (most recent call last):
+    alloy.SessionHalted: agent 'x': a session_start hook halted the start: over quota
+    """
+
+    def __init__(self, message: str, *, agent: str, reason: str) -> None:
+        super().__init__(message, agent=agent)
+        self.reason = reason
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class AgentRequest:
+    """A request published on a topic an agent subscribes to (``subscribe=[...]``).
+
+    A plain string (or a user ``Message``) published there is a request too, with a fresh
+    request id; ``AgentRequest`` lets the publisher choose the id it will find on the
+    agent's responses topic::
+
+        bus.publish("jobs", alloy.AgentRequest("Summarise the report", request_id="job-7"))
+    """
+
+    prompt: str | Message
+    request_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AgentResponse:
+    """What an agent publishes on ``agent:<session_id>:responses`` for every request made
+    with ``send_message`` or through a subscribed topic.
+
+    ``result`` is the run's result (its partial result when it failed or was cancelled);
+    ``error`` is the exception ``chat`` would have raised (``None`` on success);
+    ``cancelled`` says when the request was cancelled: ``"queued"`` or ``"running"``::
+
+        with bus.subscribe(agent.responses_topic) as responses:
+            request_id = await agent.send_message("Summarise this", request_id="req-1")
+            response = await responses.receive()
+            response.request_id, response.result.text, response.ok
+    """
+
+    request_id: str
+    result: Result
+    error: AlloyError | None = None
+    cancelled: Literal["queued", "running"] | None = None
+    session_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request ran to an answer (no error, not cancelled)."""
+        return self.error is None and self.cancelled is None
+
+
+@attrs.frozen(kw_only=True)
+class AgentHealth:
+    """A snapshot of an agent, answered even while a turn runs.
+
+    ``status`` is ``"running"`` while a turn runs, else ``"idle"`` (``busy`` says the same);
+    ``pending`` counts queued requests; ``turns`` and ``usage`` add up every model call of the
+    conversation (since the start or the last ``reset``); ``uptime`` is in seconds (Trio's
+    clock); ``last_status`` is how the last request ended::
+
+        >>> await agent.health()
+        AgentHealth(name='s1', session_id='s1', status='idle', busy=False, pending=0,
+                    max_pending=4, turns=2, message_count=4, usage=Usage(...), uptime=12.5,
+                    last_status='completed')
+    """
+
+    name: str
+    session_id: str
+    status: Literal["idle", "running"]
+    busy: bool
+    pending: int
+    max_pending: int
+    turns: int
+    message_count: int
+    usage: Usage
+    uptime: float
+    last_status: Status | None
+
+
+@attrs.frozen(kw_only=True)
+class Session:
+    """An agent's conversation as a value, from ``export_session`` (and ``on_shutdown``).
+
+    ``created_at`` is when the conversation began (the agent's start, or the last
+    ``reset``), ``updated_at`` when it last changed; both are timezone-aware UTC.
+    ``metadata`` has ``agent``, ``status``, ``last_status``, ``turns`` and ``provider``::
+
+        session = await agent.export_session()
+        store.save(session.id, alloy.dump_messages(session.messages))
+    """
+
+    id: str
+    messages: tuple[Message, ...] = ()
+    usage: Usage = Usage()
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentOptions(TypedDict, total=False):
+    """The keyword options ``Agent.start``, ``Agent.open`` and ``ChildSpec.agent`` accept.
+
+    Those of ``alloy.run`` (``messages`` is the initial history), plus ``session_id``,
+    ``pubsub``, ``subscribe``, ``max_pending`` and ``on_shutdown``. (``name`` is a separate
+    keyword of ``Agent.start`` and ``Agent.open``, and the first argument of
+    ``ChildSpec.agent``.)
+    """
+
+    provider: Required[Provider]
+    tools: Iterable[Any]
+    system_prompt: str | None
+    messages: Iterable[Message]
+    max_turns: int
+    middleware: Sequence[object]
+    working_directory: Any
+    allowed_roots: Iterable[Any]
+    context: Any
+    tool_timeout: float | None
+    provider_options: Mapping[str, Any] | None
+    session_id: str
+    pubsub: Broker | None
+    subscribe: Iterable[str]
+    max_pending: int
+    on_shutdown: Callable[[Session], Awaitable[None] | None] | None
+
+
+@attrs.frozen(kw_only=True)
+class _Spec:
+    """An agent's validated options: what every (re)start begins from."""
+
+    name: str
+    session_id: str
+    config: RunConfig  # per-turn config: session hooks filtered out; messages = initial history
+    middleware: tuple[object, ...]  # as given, for the session hooks
+    pubsub: Broker | None
+    subscribe: tuple[str, ...]
+    max_pending: int
+    on_shutdown: Callable[[Session], Awaitable[None] | None] | None
+
+
+_AGENT_ONLY = ("session_id", "pubsub", "subscribe", "max_pending", "on_shutdown")
+
+
+def _prepare(options: Mapping[str, Any], name: str | None = None) -> _Spec:
+    """Check an agent's options once, in the caller: a bad value raises before any task."""
+    run_options = {k: v for k, v in options.items() if k not in _AGENT_ONLY}
+    # build_config wants something to send; the placeholder prompt is dropped below.
+    config = build_config(Message.user(""), **run_options)
+    middleware = config.middleware
+    Hooks(middleware)  # a hook attribute that is not callable raises TypeError here
+    session_id = options.get("session_id")
+    if session_id is None:
+        session_id = secrets.token_urlsafe(12)
+    elif not isinstance(session_id, str) or not session_id:
+        raise ConfigError(f"session_id must be a non-empty string, got {session_id!r}")
+    if name is None:
+        name = session_id
+    elif not isinstance(name, str) or not name:
+        raise ConfigError(f"name must be a non-empty string, got {name!r}")
+    pubsub = options.get("pubsub")
+    if pubsub is not None and not (
+        callable(getattr(pubsub, "publish", None)) and callable(getattr(pubsub, "subscribe", None))
+    ):
+        raise ConfigError(
+            f"pubsub must have publish() and subscribe() (an alloy.Broker), got {pubsub!r}"
+        )
+    subscribe = tuple(_iter_topics(options.get("subscribe", ())))
+    if subscribe and pubsub is None:
+        raise ConfigError("subscribe= needs a pubsub= to subscribe on")
+    max_pending = options.get("max_pending", 0)
+    if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 0:
+        raise ConfigError(f"max_pending must be a non-negative integer, got {max_pending!r}")
+    on_shutdown = options.get("on_shutdown")
+    if on_shutdown is not None and not callable(on_shutdown):
+        raise ConfigError(f"on_shutdown must be callable or None, got {on_shutdown!r}")
+    turn_config = attrs.evolve(
+        config,
+        messages=config.messages[:-1],
+        middleware=tuple(_without_session_hooks(m) for m in middleware),
+    )
+    return _Spec(
+        name=name,
+        session_id=session_id,
+        config=turn_config,
+        middleware=middleware,
+        pubsub=pubsub,
+        subscribe=subscribe,
+        max_pending=max_pending,
+        on_shutdown=on_shutdown,
+    )
+
+
+def _implements(middleware: object, hook: str) -> bool:
+    method = getattr(middleware, hook, None)
+    return method is not None and getattr(type(middleware), hook, None) is not getattr(
+        Middleware, hook
+    )
+
+
+def _without_session_hooks(middleware: object) -> object:
+    """A view of ``middleware`` with every hook but ``session_start``/``session_end``.
+
+    The agent fires those two once per lifetime; each turn is an ``execute_run``, which would
+    fire them per turn. (To be replaced by a run option when the loop grows one.)
+    """
+    if not any(_implements(middleware, hook) for hook in SESSION_HOOKS):
+        return middleware
+    view = types.SimpleNamespace()
+    for hook in HOOKS:
+        if hook not in SESSION_HOOKS and _implements(middleware, hook):
+            setattr(view, hook, getattr(middleware, hook))
+    return view
+
+
+def _with_provider(config: RunConfig, provider: Provider) -> RunConfig:
+    """The per-turn config for another model; history and every other option are kept.
+
+    Seam for context compaction: when the run config carries a context budget derived from
+    the model, re-derive it here (unless it was given explicitly).
+    """
+    return attrs.evolve(config, provider=provider)
+
+
+def _check_provider(provider: object) -> Provider:
+    if not callable(getattr(provider, "complete", None)):
+        raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
+    return provider  # type: ignore[return-value]
+
+
+def _to_message(prompt: object) -> Message:
+    if isinstance(prompt, str):
+        return Message.user(prompt)
+    if isinstance(prompt, Message):
+        if prompt.role != "user":
+            raise ConfigError(f"a prompt must be a user message, got role {prompt.role!r}")
+        return prompt
+    if isinstance(prompt, Sequence):
+        try:
+            return Message.user(prompt)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(f"prompt must be a string, a user Message or blocks, got {prompt!r}")
+
+
+def _check_request_id(request_id: object) -> str:
+    if not isinstance(request_id, str) or not request_id:
+        raise ConfigError(f"request_id must be a non-empty string, got {request_id!r}")
+    return request_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a nursery's group stands for: Cancelled members dropped (they are
+    only the echo of the real error), single-member groups unwrapped."""
+    _, rest = group.split(trio.Cancelled)
+    current: BaseException = group if rest is None else rest
+    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+        current = current.exceptions[0]
+    return current
+
+
+# -- the request and the mailbox -------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class _Request:
+    """One prompt to answer: a ``chat``/``stream_chat`` (kind ``call``) or a
+    ``send_message``/topic request (kind ``async``, answered on the pub/sub)."""
+
+    id: str
+    message: Message
+    kind: Literal["call", "async"]
+    run: Run | None = None
+    events: trio.MemorySendChannel[Event] | None = None
+    state: Literal["new", "queued", "running", "done"] = "new"
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    answer: outcome.Value[Result] | outcome.Error | None = None
+    partial: Result | None = None
+
+
+@attrs.define(eq=False)
+class _Envelope:
+    op: Callable[[], Any]
+    done: trio.Event = attrs.field(factory=trio.Event)
+    answer: outcome.Value[Any] | outcome.Error | None = None
+
+    def settle(self, result: outcome.Value[Any] | outcome.Error) -> None:
+        self.answer = result
+        self.done.set()
+
+
+# -- the actor -------------------------------------------------------------------------------
+
+
+class _Actor:
+    """One incarnation of an agent: its state, its mailbox, its task (``main``)."""
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.config = spec.config
+        self.history: tuple[Message, ...] = spec.config.messages
+        self.usage = Usage()
+        self.turns = 0
+        self.last_status: Status | None = None
+        self.queue: deque[_Request] = deque()
+        self.current: _Request | None = None
+        self.send, self.receive = trio.open_memory_channel[_Envelope](MAILBOX_SIZE)
+        self.session_hooks = Hooks(spec.middleware)
+        self.serve_scope = trio.CancelScope()
+        self.serving = trio.Event()
+        self.stopped = trio.Event()
+        self.stopping = False
+        self.crash: BaseException | None = None
+        self.nursery: trio.Nursery | None = None
+        self.started_at = 0.0
+        self.created_at = self.updated_at = _now()
+
+    # -- caller side (runs in the caller's task) --
+
+    async def call(self, op: Callable[[], T]) -> T:
+        """Run ``op`` in the actor and return (or raise) what it did."""
+        envelope = _Envelope(op)
+        try:
+            await self.send.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise self.death_error() from None
+        await envelope.done.wait()
+        assert envelope.answer is not None
+        value: T = envelope.answer.unwrap()
+        return value
+
+    def abandon(self, request: _Request) -> None:
+        """The caller gave up on ``request``: drop it if queued, cancel it if running."""
+        if request.state in ("new", "queued"):
+            if request.state == "queued":
+                self.queue.remove(request)
+            self._settle(request, result=self._unrun(request, Status.CANCELLED), cancelled="queued")
+        elif request.state == "running":
+            request.scope.cancel()
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self.serve_scope.cancel()
+
+    def death_error(self, result: Result | None = None) -> AgentStopped:
+        if self.crash is not None:
+            crashed = AgentCrashed(
+                f"agent {self.name!r} crashed: {type(self.crash).__name__}: {self.crash}",
+                agent=self.name,
+                error=self.crash,
+                result=result,
+            )
+            crashed.__cause__ = self.crash
+            return crashed
+        return AgentStopped(f"agent {self.name!r} is stopped", agent=self.name, result=result)
+
+    # -- the actor task --
+
+    async def main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.started_at = trio.current_time()
+        self.created_at = self.updated_at = _now()
+        started = False
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    for topic in self.spec.subscribe:
+                        await nursery.start(self._pump, topic)
+                    await self._session_start()
+                    task_status.started()
+                    started = True
+                    self.serving.set()
+                    try:
+                        with self.serve_scope:
+                            async for envelope in self.receive:
+                                envelope.settle(outcome.capture(envelope.op))
+                    finally:
+                        self.stopping = True
+                        self._close_mailbox()
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise _bare(group) from None
+        except BaseException as exc:
+            if isinstance(exc, Exception) and self.crash is None:
+                self.crash = exc
+            raise
+        finally:
+            self.stopping = True
+            self._close_mailbox()
+            try:
+                self._fail_requests()
+                if started:
+                    with trio.move_on_after(SHUTDOWN_GRACE, shield=True):
+                        await self._shutdown_hooks()
+            finally:
+                self.stopped.set()
+
+    def _close_mailbox(self) -> None:
+        """Fail every call still in the mailbox, then close it (later sends break)."""
+        while True:
+            try:
+                envelope = self.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            envelope.settle(outcome.Error(self.death_error()))
+        self.receive.close()
+
+    def _fail_requests(self) -> None:
+        current, self.current = self.current, None
+        if current is not None and current.state != "done":
+            self._settle(current, error=self.death_error(current.partial))
+        while self.queue:
+            request = self.queue.popleft()
+            self._settle(request, error=self.death_error(self._unrun(request, Status.ERROR)))
+
+    # -- call handlers (run in the actor, synchronously) --
+
+    def submit(self, request: _Request) -> None:
+        if request.state != "new":  # the caller gave up before the mailbox got to it
+            return
+        if self.stopping:
+            raise self.death_error()
+        if any(r.id == request.id for r in self._requests()):
+            raise ConfigError(f"request_id {request.id!r} is already queued or running")
+        if self.current is None:
+            self._begin(request)
+        elif self.spec.max_pending == 0:
+            raise AgentBusy(
+                f"agent {self.name!r} is busy with another request (max_pending=0)",
+                agent=self.name,
+            )
+        elif len(self.queue) >= self.spec.max_pending:
+            raise QueueFull(
+                f"agent {self.name!r} already has {len(self.queue)} requests waiting "
+                f"(max_pending={self.spec.max_pending})",
+                agent=self.name,
+            )
+        else:
+            request.state = "queued"
+            self.queue.append(request)
+
+    def cancel(self, request_id: str) -> bool:
+        for request in self.queue:
+            if request.id == request_id:
+                self.queue.remove(request)
+                self._settle(
+                    request, result=self._unrun(request, Status.CANCELLED), cancelled="queued"
+                )
+                return True
+        current = self.current
+        if current is not None and current.id == request_id and current.state == "running":
+            current.scope.cancel()
+            return True
+        return False
+
+    def health(self) -> AgentHealth:
+        busy = self.current is not None
+        return AgentHealth(
+            name=self.name,
+            session_id=self.spec.session_id,
+            status="running" if busy else "idle",
+            busy=busy,
+            pending=len(self.queue),
+            max_pending=self.spec.max_pending,
+            turns=self.turns,
+            message_count=len(self.history),
+            usage=self.usage,
+            uptime=trio.current_time() - self.started_at,
+            last_status=self.last_status,
+        )
+
+    def export(self, messages: tuple[Message, ...] | None = None) -> Session:
+        return Session(
+            id=self.spec.session_id,
+            messages=self.history if messages is None else messages,
+            usage=self.usage,
+            metadata={
+                "agent": self.name,
+                "status": "running" if self.current is not None else "idle",
+                "last_status": self.last_status,
+                "turns": self.turns,
+                "provider": provider_name(self.config.provider),
+            },
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+    def reset(self) -> Session:
+        self._refuse_while_busy("reset")
+        before = self.export()
+        self.history = ()
+        self.usage = Usage()
+        self.turns = 0
+        self.last_status = None
+        self.created_at = self.updated_at = _now()
+        return before
+
+    def set_model(self, provider: Provider) -> None:
+        self._refuse_while_busy("set_model")
+        self.config = _with_provider(self.config, provider)
+        self.updated_at = _now()
+
+    def _refuse_while_busy(self, what: str) -> None:
+        if self.current is not None:
+            raise AgentBusy(
+                f"agent {self.name!r} cannot {what} while a turn is running", agent=self.name
+            )
+
+    def _requests(self) -> Iterable[_Request]:
+        if self.current is not None:
+            yield self.current
+        yield from self.queue
+
+    # -- turns --
+
+    def _begin(self, request: _Request) -> None:
+        assert self.nursery is not None
+        request.state = "running"
+        self.current = request
+        self.nursery.start_soon(self._run_turn, request)
+
+    async def _run_turn(self, request: _Request) -> None:
+        try:
+            await self._turn(request)
+        except Exception as exc:
+            self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
+            raise
+        # Cancelled (the agent is stopping) propagated above; the actor settles the request.
+        if self.current is request:
+            self.current = None
+        assert self.nursery is not None
+        if self.stopping or self.nursery.cancel_scope.cancel_called:
+            return
+        while self.queue:
+            following = self.queue.popleft()
+            if following.state == "queued":
+                self._begin(following)
+                return
+
+    async def _turn(self, request: _Request) -> None:
+        config = attrs.evolve(self.config, messages=(*self.history, request.message))
+        emitter = None if request.events is None else Emitter(request.events)
+        committed: Result | None = None
+
+        def keep_partial(partial: Result) -> None:
+            request.partial = partial
+
+        with request.scope:
+            try:
+                result = await execute_run(config, emitter, keep_partial)
+            except AlloyError as exc:
+                # Failed: the history stays as it was; the caller gets the partial result.
+                self._account(exc.result)
+                self._settle(request, error=exc)
+                return
+            committed = result
+            self._account(result, commit=True)
+            if emitter is not None:
+                await emitter.emit(RunCompleted, result=result)
+        if committed is not None:
+            self._settle(request, result=committed)
+            return
+        # Cancelled by its caller or by cancel_request: roll back, report the partial result.
+        partial = request.partial or self._unrun(request, Status.CANCELLED)
+        self._account(partial)
+        self._settle(request, result=partial, cancelled="running")
+
+    def _account(self, result: Result | None, *, commit: bool = False) -> None:
+        if result is None:
+            return
+        self.usage = self.usage + result.usage
+        self.turns += result.turns
+        self.last_status = result.status
+        if commit:
+            self.history = result.messages
+            self.updated_at = _now()
+
+    def _unrun(self, request: _Request, status: Status) -> Result:
+        """The result of a request that never ran."""
+        reason = "cancelled before it started" if status is Status.CANCELLED else "not run"
+        return Result(status=status, messages=(*self.history, request.message), reason=reason)
+
+    def _settle(
+        self,
+        request: _Request,
+        *,
+        result: Result | None = None,
+        error: AlloyError | None = None,
+        cancelled: Literal["queued", "running"] | None = None,
+    ) -> None:
+        """Answer ``request`` once: its caller's slot, its stream, or the responses topic."""
+        if request.state == "done":
+            return
+        request.state = "done"
+        final = result if result is not None else error.result if error is not None else None
+        if request.events is not None:
+            request.events.close()
+        if request.run is not None:
+            request.run.result = final
+            request.run._error = error
+        if request.kind == "async":
+            if final is None:
+                final = Result(
+                    status=Status.ERROR,
+                    messages=(*self.history, request.message),
+                    reason=str(error),
+                )
+            self._publish(
+                AgentResponse(
+                    request_id=request.id,
+                    result=final,
+                    error=error,
+                    cancelled=cancelled,
+                    session_id=self.spec.session_id,
+                )
+            )
+        elif error is not None:
+            request.answer = outcome.Error(error)
+        else:
+            assert final is not None
+            request.answer = outcome.Value(final)
+        request.done.set()
+
+    def _publish(self, response: AgentResponse) -> None:
+        pubsub = self.spec.pubsub
+        if pubsub is None:
+            return
+        try:
+            pubsub.publish(_responses_topic(self.spec.session_id), response)
+        except Exception:
+            log.exception(
+                "agent %r: publishing the response to %r failed", self.name, response.request_id
+            )
+
+    # -- subscribed topics --
+
+    async def _pump(self, topic: str, *, task_status: trio.TaskStatus[None]) -> None:
+        """Turn messages on ``topic`` into requests (after ``session_start`` has run)."""
+        pubsub = self.spec.pubsub
+        assert pubsub is not None
+        first = True
+        while True:
+            with pubsub.subscribe(topic) as receiver:
+                if first:
+                    first = False
+                    task_status.started()
+                    await self.serving.wait()
+                while True:
+                    try:
+                        message = await receiver.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        return
+                    except SubscriptionOverflow as exc:
+                        log.warning("agent %r: %s; subscribing again", self.name, exc)
+                        break
+                    self._on_topic_message(topic, message)
+
+    def _on_topic_message(self, topic: str, message: object) -> None:
+        request_id: str | None = None
+        if isinstance(message, AgentRequest):
+            request_id, message = message.request_id, message.prompt
+        if not isinstance(message, str | Message) or (
+            isinstance(message, Message) and message.role != "user"
+        ):
+            log.debug("agent %r: ignoring %r on %r (not a request)", self.name, message, topic)
+            return
+        request = _Request(
+            id=request_id or secrets.token_urlsafe(16),
+            message=_to_message(message),
+            kind="async",
+        )
+        try:
+            self.submit(request)
+        except AlloyError as exc:
+            self._settle(request, error=exc)
+
+    # -- session hooks --
+
+    def _context(self) -> RunContext:
+        return RunContext(
+            provider=self.config.provider,
+            messages=list(self.history),
+            system_prompt=self.config.system_prompt,
+            tools=self.config.tools,
+            context=self.config.context,
+            working_directory=self.config.working_directory,
+            turn=self.turns,
+            usage=self.usage,
+            status="running",
+        )
+
+    async def _session_start(self) -> None:
+        if not self.session_hooks.has("session_start"):
+            return
+        run = self._context()
+        try:
+            await self.session_hooks.run("session_start", run)
+        except HaltRun as halt:
+            raise SessionHalted(
+                f"agent {self.name!r}: a session_start hook halted the start: {halt.reason}",
+                agent=self.name,
+                reason=halt.reason,
+            ) from None
+        # What the hooks changed is the agent's starting state.
+        self.history = tuple(run.messages)
+        self.config = attrs.evolve(
+            self.config, system_prompt=run.system_prompt, context=run.context
+        )
+
+    async def _shutdown_hooks(self) -> None:
+        messages = self.history
+        if self.session_hooks.has("session_end"):
+            run = self._context()
+            status = (
+                Status.ERROR if self.crash is not None else self.last_status or Status.COMPLETED
+            )
+            run.status = status
+            result = Result(
+                status=status,
+                messages=self.history,
+                usage=self.usage,
+                turns=self.turns,
+                reason=None if self.crash is None else repr(self.crash),
+            )
+            try:
+                await self.session_hooks.run("session_end", run, result)
+                messages = tuple(run.messages)
+            except Exception:
+                log.exception("agent %r: a session_end hook failed", self.name)
+        callback = self.spec.on_shutdown
+        if callback is None:
+            return
+        try:
+            returned = callback(self.export(messages))
+            if inspect.isawaitable(returned):
+                await returned
+        except Exception:
+            log.exception("agent %r: the on_shutdown callback raised", self.name)
+
+
+def _responses_topic(session_id: str) -> str:
+    return f"agent:{session_id}:responses"
+
+
+# -- the handle ------------------------------------------------------------------------------
+
+
+class Agent:
+    """A long-lived agent: one task that owns a conversation, answering calls in order.
+
+    Start it in a nursery (it lives until ``stop`` or until the nursery is cancelled), or
+    with ``Agent.open`` for a block::
+
+        async with trio.open_nursery() as nursery:
+            agent = await alloy.Agent.start(nursery, provider=p, tools=[Read, Edit, Bash],
+                                            system_prompt="You are a senior Python developer.")
+            result = await agent.chat("What does this project do?")
+            result = await agent.chat("Now refactor the main module")   # same conversation
+            await agent.stop()
+
+    Options are those of ``alloy.run`` (``messages`` is the initial history) plus:
+    ``name`` (for errors and supervisors; defaults to the session id), ``session_id``
+    (default: random), ``pubsub`` (an ``alloy.Broker`` such as ``alloy.PubSub()``; needed by
+    ``send_message``), ``subscribe`` (topics whose messages become requests), ``max_pending``
+    (requests that may wait while a turn runs; default 0: a second request gets
+    ``AgentBusy``) and ``on_shutdown`` (called with the final ``Session`` when the agent
+    stops, sync or async; exceptions are logged).
+
+    Every call raises ``AgentStopped`` once the agent is gone. Without a supervisor, an agent
+    that crashes (an unexpected exception, not an ``AlloyError``) crashes its nursery; under
+    ``alloy.open_supervisor`` it is restarted.
+    """
+
+    __slots__ = ("_actor", "name", "pubsub", "session_id")
+
+    def __init__(self, spec: _Spec) -> None:
+        self.name = spec.name
+        self.session_id = spec.session_id
+        self.pubsub = spec.pubsub
+        self._actor: _Actor | None = None
+
+    @classmethod
+    async def start(
+        cls, nursery: trio.Nursery, *, name: str | None = None, **options: Unpack[AgentOptions]
+    ) -> Agent:
+        """Start an agent in ``nursery``; return its handle once it accepts calls.
+
+        A bad option, a failing or halting ``session_start`` hook, or a subscription that
+        cannot be made raises here, and no agent is left running::
+
+            agent = await alloy.Agent.start(nursery, provider=p, max_pending=4)
+        """
+        spec = _prepare(options, name)
+        agent = cls(spec)
+        await nursery.start(agent._incarnate, spec)
+        return agent
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, *, name: str | None = None, **options: Unpack[AgentOptions]
+    ) -> AsyncIterator[Agent]:
+        """An agent for the duration of a block; leaving the block stops it gracefully
+        (``session_end`` hooks and ``on_shutdown`` run)::
+
+            bus = alloy.PubSub()
+            async with alloy.Agent.open(provider=p, pubsub=bus, session_id="s1",
+                                        max_pending=4) as agent:
+                with bus.subscribe("agent:s1:responses") as responses:
+                    request_id = await agent.send_message("Summarise this report",
+                                                          request_id="req-123")
+                    response = await responses.receive()   # AgentResponse(request_id="req-123", ...)
+
+        If the agent crashes inside the block, its exception is raised (bare) from the block.
+        """
+        spec = _prepare(options, name)
+        body_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                agent = cls(spec)
+                await nursery.start(agent._incarnate, spec)
+                try:
+                    yield agent
+                except BaseException as exc:
+                    body_error = exc  # re-raised below, bare
+                finally:
+                    assert agent._actor is not None
+                    agent._actor.request_stop()
+        except BaseExceptionGroup as group:
+            raise _bare(group) from None
+        if body_error is not None:
+            raise body_error
+
+    async def _incarnate(
+        self, spec: _Spec, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run one incarnation of this agent (a supervisor calls this again on restart)."""
+        actor = _Actor(spec)
+        self._actor = actor
+        await actor.main(task_status=task_status)
+
+    def _live(self) -> _Actor:
+        actor = self._actor
+        if actor is None:
+            raise AgentStopped(f"agent {self.name!r} is not started", agent=self.name)
+        if actor.stopped.is_set():
+            raise actor.death_error()
+        return actor
+
+    @property
+    def responses_topic(self) -> str:
+        """Where ``send_message`` results are published: ``agent:<session_id>:responses``.
+
+        >>> agent.responses_topic
+        'agent:s1:responses'
+        """
+        return _responses_topic(self.session_id)
+
+    async def chat(self, prompt: Prompt) -> Result:
+        """Send ``prompt`` and run the loop until the model is done; return the ``Result``.
+
+        The conversation continues from the previous turns; ``result.messages`` is all of it,
+        ``result.usage`` and ``result.turns`` are this request's. Like ``alloy.run``, a failed
+        run raises an ``AlloyError`` whose ``result`` is the partial result, and the history
+        is left as it was before the call. Bound it with your own cancel scope; cancelling
+        cancels the turn and leaves the history unchanged::
+
+            with trio.move_on_after(60):
+                result = await agent.chat("Now refactor the main module")
+
+        Raises ``AgentBusy`` / ``QueueFull`` when the agent cannot take it now, and
+        ``AgentStopped`` when the agent is gone.
+        """
+        actor = self._live()
+        request = _Request(id=secrets.token_urlsafe(16), message=_to_message(prompt), kind="call")
+        try:
+            await actor.call(lambda: actor.submit(request))
+            await request.done.wait()
+        except BaseException:
+            actor.abandon(request)
+            raise
+        assert request.answer is not None
+        result: Result = request.answer.unwrap()
+        return result
+
+    @asynccontextmanager
+    async def stream_chat(self, prompt: Prompt) -> AsyncIterator[Run]:
+        """``chat``, streamed: an async context manager yielding a ``Run`` to iterate.
+
+        Events are those of ``alloy.stream``; leaving the block early cancels the turn (the
+        history is left unchanged and ``run.result`` holds the partial result)::
+
+            async with agent.stream_chat("Explain OTP") as run:
+                async for event in run:
+                    if isinstance(event, alloy.TextDelta):
+                        print(event.text, end="")
+            print(run.result.usage)
+        """
+        actor = self._live()
+        send, receive = trio.open_memory_channel[Event](EVENT_BUFFER)
+        run = Run(receive)
+        request = _Request(
+            id=secrets.token_urlsafe(16),
+            message=_to_message(prompt),
+            kind="call",
+            run=run,
+            events=send,
+        )
+        body_error: BaseException | None = None
+        with receive:
+            try:
+                await actor.call(lambda: actor.submit(request))
+            except BaseException:
+                actor.abandon(request)
+                send.close()
+                raise
+            try:
+                yield run
+            except BaseException as exc:
+                body_error = exc
+            finally:
+                if not request.done.is_set():
+                    actor.abandon(request)
+                    # The turn ends promptly once cancelled; wait so run.result is set.
+                    with trio.CancelScope(shield=True):
+                        await request.done.wait()
+        if body_error is not None:
+            raise body_error
+        if run._error is not None and not run._error_seen:
+            run._error_seen = True
+            raise run._error
+
+    async def send_message(self, prompt: Prompt, *, request_id: str | None = None) -> str:
+        """Queue ``prompt`` and return its request id at once; the result is published.
+
+        An ``AgentResponse(request_id=..., result=...)`` appears on ``responses_topic`` when
+        the request ends, however it ends (completed, failed, cancelled, agent stopped)::
+
+            with bus.subscribe(agent.responses_topic) as responses:
+                request_id = await agent.send_message("Summarise this report",
+                                                      request_id="req-123")
+                response = await responses.receive()
+
+        Raises ``NoPubSub`` without ``pubsub=``, ``AgentBusy`` when a turn runs and
+        ``max_pending`` is 0, ``QueueFull`` when ``max_pending`` requests already wait,
+        ``ConfigError`` for a ``request_id`` already queued or running.
+        """
+        actor = self._live()
+        if self.pubsub is None:
+            raise NoPubSub(
+                f"agent {self.name!r} has no pubsub to publish the response on; start it with "
+                "pubsub=alloy.PubSub()",
+                agent=self.name,
+            )
+        request = _Request(
+            id=secrets.token_urlsafe(16) if request_id is None else _check_request_id(request_id),
+            message=_to_message(prompt),
+            kind="async",
+        )
+        await actor.call(lambda: actor.submit(request))
+        return request.id
+
+    async def cancel_request(self, request_id: str) -> bool:
+        """Cancel a queued or running request; ``False`` if no such request is pending.
+
+        The cancelled request's ``AgentResponse`` is published with ``cancelled="queued"``
+        (it never ran) or ``cancelled="running"`` (its partial result; the history is left as
+        it was before the request)::
+
+            if await agent.cancel_request("req-123"):
+                ...
+        """
+        actor = self._live()
+        return await actor.call(lambda: actor.cancel(request_id))
+
+    async def messages(self) -> tuple[Message, ...]:
+        """The conversation so far (committed turns only: while a turn runs, the history
+        before it)::
+
+            [m.role for m in await agent.messages()]   # ['user', 'assistant', ...]
+        """
+        actor = self._live()
+        return await actor.call(lambda: actor.history)
+
+    async def usage(self) -> Usage:
+        """Tokens spent by the conversation, every request added up (failed and cancelled
+        ones included), since the start or the last ``reset``.
+
+        >>> (await agent.usage()).total_tokens
+        30
+        """
+        actor = self._live()
+        return await actor.call(lambda: actor.usage)
+
+    async def reset(self) -> Session:
+        """Start a new conversation: clear the history, ``usage``, ``turns`` and
+        ``last_status``; return the ``Session`` that was cleared (so its usage can still be
+        billed). Raises ``AgentBusy`` while a turn runs::
+
+            finished = await agent.reset()
+            bill(finished.usage)
+        """
+        actor = self._live()
+        return await actor.call(actor.reset)
+
+    async def set_model(self, provider: Provider) -> None:
+        """Use another provider from the next turn on; history, usage and every other option
+        are kept. Raises ``AgentBusy`` while a turn runs::
+
+            await agent.set_model(OpenAI(api_key=key, model="gpt-5.4"))
+        """
+        actor = self._live()
+        checked = _check_provider(provider)
+        await actor.call(lambda: actor.set_model(checked))
+
+    async def health(self) -> AgentHealth:
+        """A snapshot (status, turns, message_count, usage, uptime, busy, pending...),
+        answered at once even while a turn runs::
+
+            if (await agent.health()).pending > 10:
+                raise Overloaded()
+        """
+        actor = self._live()
+        return await actor.call(actor.health)
+
+    async def export_session(self) -> Session:
+        """The conversation as a ``Session`` value (id, messages, usage, metadata, times).
+
+        >>> session = await agent.export_session()
+        >>> session.id, len(session.messages), session.created_at <= session.updated_at
+        ('s1', 4, True)
+        """
+        actor = self._live()
+        return await actor.call(actor.export)
+
+    async def stop(self) -> None:
+        """Stop the agent and wait until it is gone.
+
+        The running turn is cancelled (its caller gets ``AgentStopped`` with the partial
+        result), queued requests fail with ``AgentStopped``, then ``session_end`` hooks and
+        ``on_shutdown`` run. Stopping a stopped agent does nothing::
+
+            await agent.stop()
+
+        Under a supervisor, a ``permanent`` agent that stops is restarted (use
+        ``sup.stop_child(name)`` to stop it for good).
+        """
+        actor = self._actor
+        if actor is None:
+            return
+        actor.request_stop()
+        await actor.stopped.wait()
+
+    def __repr__(self) -> str:
+        actor = self._actor
+        state = (
+            "not started"
+            if actor is None
+            else "stopped"
+            if actor.stopped.is_set()
+            else "running"
+            if actor.current is not None
+            else "idle"
+        )
+        return f"<alloy.Agent {self.name!r} {state}>"
