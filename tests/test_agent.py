@@ -258,9 +258,7 @@ async def test_stream_chat_raises_the_run_error() -> None:
 
 
 async def test_a_failed_turn_raises_and_rolls_back() -> None:
-    provider = ScriptedProvider(
-        [text("fine"), alloy.testing.error("model down"), text("Recovery")]
-    )
+    provider = ScriptedProvider([text("fine"), alloy.testing.error("model down"), text("Recovery")])
     async with Agent.open(provider=provider) as agent:
         await agent.chat("one")
         with pytest.raises(alloy.ProviderError) as caught:
@@ -313,7 +311,7 @@ async def test_busy_while_a_turn_runs(autojump_clock: trio.testing.MockClock) ->
 
 async def test_chats_queue_fifo_up_to_max_pending(autojump_clock: trio.testing.MockClock) -> None:
     provider = FunctionProvider(
-        lambda request: delay(5, text(f"re: {request.messages[-1].text}"))  # type: ignore[arg-type]
+        lambda request: delay(5, text(f"re: {request.messages[-1].text}"))  # type: ignore[return-value]
     )
     results: list[str] = []
 
@@ -361,9 +359,7 @@ async def test_a_queued_chat_that_gives_up_leaves_the_queue(
 async def test_set_model_switches_provider_and_keeps_everything_else() -> None:
     first = ScriptedProvider([text("From provider 1")])
     second = ScriptedProvider([text("From provider 2")])
-    async with Agent.open(
-        provider=first, system_prompt="You are helpful", max_turns=10
-    ) as agent:
+    async with Agent.open(provider=first, system_prompt="You are helpful", max_turns=10) as agent:
         assert (await agent.chat("one")).text == "From provider 1"
         history, usage = await agent.messages(), await agent.usage()
         await agent.set_model(second)
@@ -430,14 +426,16 @@ async def test_export_session(autojump_clock: trio.testing.MockClock) -> None:
 
 
 async def test_generated_session_ids_are_stable_and_unique() -> None:
-    async with Agent.open(provider=ScriptedProvider([text("a")])) as one:
-        async with Agent.open(provider=ScriptedProvider([])) as two:
-            first = (await one.export_session()).id
-            await one.chat("hi")
-            assert (await one.export_session()).id == first
-            assert first and first != (await two.export_session()).id
-            assert one.name == first  # the name defaults to the session id
-            assert one.responses_topic == f"agent:{first}:responses"
+    async with (
+        Agent.open(provider=ScriptedProvider([text("a")])) as one,
+        Agent.open(provider=ScriptedProvider([])) as two,
+    ):
+        first = (await one.export_session()).id
+        await one.chat("hi")
+        assert (await one.export_session()).id == first
+        assert first and first != (await two.export_session()).id
+        assert one.name == first  # the name defaults to the session id
+        assert one.responses_topic == f"agent:{first}:responses"
 
 
 # -- stopping: no caller ever hangs -------------------------------------------------------------
@@ -461,13 +459,13 @@ async def test_stop_fails_the_running_and_queued_calls(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     provider = ScriptedProvider([tool_call("slow"), text("never")])
-    errors: list[AgentStopped] = []
+    errors: dict[str, AgentStopped] = {}
 
     async def ask(agent: Agent, prompt: str) -> None:
         try:
             await agent.chat(prompt)
         except AgentStopped as exc:
-            errors.append(exc)
+            errors[prompt] = exc
 
     async with trio.open_nursery() as nursery:
         agent = await Agent.start(
@@ -480,12 +478,41 @@ async def test_stop_fails_the_running_and_queued_calls(
         await trio.sleep(1)
         assert (await agent.health()).pending == 2
         await agent.stop()
-    assert len(errors) == 3
-    assert all(e.agent == "worker" and not isinstance(e, AgentCrashed) for e in errors)
-    running = errors[0]
-    assert running.result is not None  # the running request's partial result
-    assert running.result.status == "cancelled"
-    assert every_call_answered(running.result.messages)
+    assert sorted(errors) == ["queued 1", "queued 2", "running"]
+    assert all(e.agent == "worker" and not isinstance(e, AgentCrashed) for e in errors.values())
+    running = errors["running"].result
+    assert running is not None  # the running request's partial result
+    assert running.status == "cancelled"
+    assert every_call_answered(running.messages)
+    queued = errors["queued 1"].result
+    assert queued is not None
+    assert queued.status == "error"
+    assert queued.messages[-1].text == "queued 1"
+
+
+async def test_a_stream_ends_with_agent_stopped_when_the_agent_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    provider = ScriptedProvider([text("one two three four five six seven")], delta_delay=1.0)
+    streamed: list[str] = []
+    async with trio.open_nursery() as nursery:
+        agent = await Agent.start(nursery, provider=provider, name="streamer")
+
+        async def stop_soon() -> None:
+            await trio.sleep(2.5)
+            await agent.stop()
+
+        nursery.start_soon(stop_soon)
+        with pytest.raises(AgentStopped) as caught:
+            async with agent.stream_chat("talk") as run:
+                async for event in run:
+                    if isinstance(event, alloy.TextDelta):
+                        streamed.append(event.text)
+    assert caught.value.agent == "streamer"
+    assert streamed == ["one ", "two "]
+    assert run.result is not None
+    assert run.result.status == "cancelled"
+    assert run.result.text == "one two "
 
 
 async def test_cancelling_the_nursery_stops_the_agent_and_runs_on_shutdown(
@@ -705,17 +732,19 @@ async def test_a_crash_fails_every_caller_and_reaches_the_nursery_bare(
             errors.append(exc)
 
     with pytest.raises(ZeroDivisionError):
-        async with Agent.open(
-            provider=ScriptedProvider([]),
-            max_pending=1,
-            name="fragile",
-            on_shutdown=sessions.append,
-        ) as agent:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ask, agent, "crash")
-                await trio.sleep(0.1)
-                nursery.start_soon(ask, agent, "queued")
-                await trio.sleep(10)
+        async with (
+            Agent.open(
+                provider=ScriptedProvider([]),
+                max_pending=1,
+                name="fragile",
+                on_shutdown=sessions.append,
+            ) as agent,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(ask, agent, "crash")
+            await trio.sleep(0.1)
+            nursery.start_soon(ask, agent, "queued")
+            await trio.sleep(10)
     assert len(errors) == 2
     assert all(isinstance(e, AgentCrashed) and e.agent == "fragile" for e in errors)
     assert isinstance(errors[0], AgentCrashed)

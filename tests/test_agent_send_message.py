@@ -43,7 +43,7 @@ def every_call_answered(messages: tuple[alloy.Message, ...]) -> bool:
 def echo_after(seconds: float) -> FunctionProvider:
     """Answers "<prompt> done" after ``seconds``."""
     return FunctionProvider(
-        lambda request: delay(seconds, text(f"{request.messages[-1].text} done"))  # type: ignore[arg-type]
+        lambda request: delay(seconds, text(f"{request.messages[-1].text} done"))  # type: ignore[return-value]
     )
 
 
@@ -87,9 +87,7 @@ async def test_accepts_a_caller_supplied_request_id() -> None:
         with bus.subscribe("agent:s1:responses") as responses:
             assert await agent.send_message("Summarise", request_id="req-123") == "req-123"
             response = await receive(responses)
-    assert response == AgentResponse(
-        request_id="req-123", result=response.result, session_id="s1"
-    )
+    assert response == AgentResponse(request_id="req-123", result=response.result, session_id="s1")
     assert response.ok
     result = response.result
     assert result.text == "Async reply"
@@ -154,7 +152,9 @@ async def test_busy_when_a_turn_runs_and_max_pending_is_zero(
 
 async def test_queues_fifo_up_to_max_pending(autojump_clock: trio.testing.MockClock) -> None:
     bus = PubSub()
-    async with Agent.open(provider=echo_after(1), pubsub=bus, session_id="s", max_pending=2) as agent:
+    async with Agent.open(
+        provider=echo_after(1), pubsub=bus, session_id="s", max_pending=2
+    ) as agent:
         with bus.subscribe("agent:s:responses") as responses:
             ids = [await agent.send_message(p) for p in ("First", "Second", "Third")]
             with pytest.raises(QueueFull):
@@ -408,7 +408,7 @@ async def test_an_agent_resubscribes_after_an_overflow(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     bus = PubSub(buffer=1, overflow="close")
-    provider = FunctionProvider(lambda request: delay(1, text("ok")))  # type: ignore[arg-type]
+    provider = FunctionProvider(lambda request: delay(1, text("ok")))  # type: ignore[return-value]
     async with Agent.open(
         provider=provider, pubsub=bus, session_id="s", subscribe=["jobs"], max_pending=0
     ):

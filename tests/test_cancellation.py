@@ -240,22 +240,26 @@ async def test_tool_timeout_kills_the_bash_process_group(tmp_path: Path) -> None
 async def test_cancelled_sync_tool_says_its_thread_was_abandoned() -> None:
     import threading
 
+    started = threading.Event()
     release = threading.Event()
     finished = threading.Event()
 
     @alloy.tool
     def wait_for_release() -> str:
         """Block a worker thread."""
+        started.set()
         release.wait(30)
         finished.set()
         return "released"
 
     provider = ScriptedProvider([tool_call("wait_for_release", {}), text("never")])
     try:
-        async with alloy.stream("go", provider=provider, tools=[wait_for_release]) as run:
-            async for event in run:
-                if isinstance(event, alloy.ToolStarted):
-                    break
+        with trio.fail_after(10):
+            async with alloy.stream("go", provider=provider, tools=[wait_for_release]) as run:
+                async for event in run:
+                    if isinstance(event, alloy.ToolStarted):
+                        await trio.to_thread.run_sync(started.wait, 10, abandon_on_cancel=True)
+                        break
     finally:
         release.set()
     assert run.result is not None
@@ -263,4 +267,4 @@ async def test_cancelled_sync_tool_says_its_thread_was_abandoned() -> None:
     assert answer.is_error
     assert "worker thread was abandoned" in answer.content
     with trio.fail_after(10):
-        await trio.to_thread.run_sync(finished.wait)
+        assert await trio.to_thread.run_sync(finished.wait, 10, abandon_on_cancel=True)

@@ -1285,7 +1285,8 @@ def test_invalid_tool_json_in_a_complete_stream_is_a_protocol_error() -> None:
         )
 
 
-def test_truncated_tool_json_keeps_the_call_with_its_raw_text() -> None:
+@pytest.mark.parametrize("reason", ["max_tokens", "model_context_window_exceeded", "refusal"])
+def test_truncated_tool_json_keeps_the_call_with_its_raw_text(reason: str) -> None:
     deltas, completion = stream_of(
         START,
         block_start(0, {"type": "text", "text": ""}),
@@ -1293,10 +1294,12 @@ def test_truncated_tool_json_keeps_the_call_with_its_raw_text() -> None:
         block_stop(0),
         block_start(1, {"type": "tool_use", "id": "t", "name": "write", "input": {}}),
         block_delta(1, {"type": "input_json_delta", "partial_json": '{"content": "lo'}),
-        end("max_tokens", output_tokens=4096),
+        end(reason, output_tokens=4096),
         STOP,
     )
-    assert completion.stop_reason is StopReason.MAX_TOKENS
+    assert completion.stop_reason is (
+        StopReason.REFUSAL if reason == "refusal" else StopReason.MAX_TOKENS
+    )
     assert completion.message.content == (
         Text("Writing"),
         ToolCall("t", "write", {"_raw": '{"content": "lo'}),
@@ -1577,4 +1580,4 @@ def test_codec_imports_neither_trio_nor_an_http_client() -> None:
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "json", "collections", "typing", "attrs"}, imported
+    assert imported <= {"__future__", "json", "collections", "types", "typing", "attrs"}, imported

@@ -1672,12 +1672,6 @@ def test_stream_error_without_a_status_is_classified_by_its_type() -> None:
     assert info.value.retryable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_wire.error_from_status(status=None) has no 'invalid_request' entry in _BY_TYPE, "
-    "so an in-stream invalid_request_error without a status is a bare ProviderError "
-    "(reported to the lead; remove this marker when _wire maps it)",
-)
 def test_stream_invalid_request_error_without_a_status() -> None:
     data = {"error": {"message": "bad tool call", "type": "invalid_request_error"}}
     with pytest.raises(InvalidRequestError):

@@ -69,7 +69,8 @@ def test_context_length_exceeded() -> None:
         ("overloaded_error", alloy.OverloadedError, True),
         ("rate_limit_exceeded", alloy.RateLimitError, True),
         ("api_error", alloy.ServerError, True),
-        ("invalid_request_error", alloy.ProviderError, False),
+        ("invalid_request_error", alloy.InvalidRequestError, False),
+        ("something_new", alloy.ProviderError, False),
     ],
 )
 def test_in_stream_errors_classified_by_type(

@@ -33,6 +33,7 @@ from ._errors import (
     ServerError,
     ToolDefinitionError,
     ToolError,
+    ToolTimeout,
 )
 from ._events import (
     Delta,
@@ -137,6 +138,7 @@ __all__ = [
     "ToolResult",
     "ToolSpec",
     "ToolStarted",
+    "ToolTimeout",
     "TurnCompleted",
     "UnknownBlock",
     "Usage",

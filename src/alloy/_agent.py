@@ -566,7 +566,8 @@ class _Actor:
                         self._close_mailbox()
                         nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:
-                raise _bare(group) from None
+                bare = _bare(group)
+                raise bare from bare.__cause__  # keep its cause; drop the group context
         except BaseException as exc:
             if isinstance(exc, Exception) and self.crash is None:
                 self.crash = exc
@@ -740,7 +741,7 @@ class _Actor:
                 self._account(exc.result)
                 self._settle(request, error=exc)
                 return
-            committed = result
+            committed = request.partial = result
             self._account(result, commit=True)
             if emitter is not None:
                 await emitter.emit(RunCompleted, result=result)
@@ -1014,7 +1015,8 @@ class Agent:
                     assert agent._actor is not None
                     agent._actor.request_stop()
         except BaseExceptionGroup as group:
-            raise _bare(group) from None
+            bare = _bare(group)
+            raise bare from bare.__cause__  # keep its cause; drop the group context
         if body_error is not None:
             raise body_error
 

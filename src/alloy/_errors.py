@@ -49,6 +49,7 @@ __all__ = [
     "ServerError",
     "ToolDefinitionError",
     "ToolError",
+    "ToolTimeout",
 ]
 
 
@@ -207,4 +208,11 @@ class ToolError(Exception):
             if not url.startswith("https://"):
                 raise alloy.ToolError("only https URLs are allowed")
             ...
+    """
+
+
+class ToolTimeout(ToolError):
+    """Raise inside a tool whose own time limit ran out; recorded with outcome ``"timeout"``.
+
+    >>> raise alloy.ToolTimeout("Command timed out after 30s")
     """

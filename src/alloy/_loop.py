@@ -8,6 +8,7 @@ A run ends in exactly one of three ways: it returns a ``Result``; it raises one 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import trio
@@ -23,6 +24,15 @@ from ._result import Result, Status, ToolCallRecord, ToolOutcome
 from ._tools._executor import ToolRunner
 
 __all__ = ["execute_run", "is_cancellation"]
+
+_NOT_RUN = {
+    StopReason.MAX_TOKENS: (
+        "Not run: the reply was cut off at the output token limit, so this call may be "
+        "incomplete. Try again with a shorter reply."
+    ),
+    StopReason.REFUSAL: "Not run: the reply ended in a refusal.",
+}
+"""Stop reasons whose tool calls are answered with an error instead of being run."""
 
 SESSION_END_GRACE = 5.0
 """Seconds ``session_end`` hooks get to run after the run was cancelled."""
@@ -71,7 +81,15 @@ async def execute_run(
             if on_partial is not None:
                 on_partial(_result(run))
             with trio.move_on_after(SESSION_END_GRACE, shield=True):
-                await _session_end(hooks, run)
+                try:
+                    await _session_end(hooks, run)
+                except AlloyError as failure:
+                    # The cancellation must go on; say what failed instead of raising it.
+                    warnings.warn(
+                        f"session_end failed while the run was cancelled: {failure}",
+                        RuntimeWarning,
+                        stacklevel=1,
+                    )
             raise
         finally:
             nursery.cancel_scope.cancel()
@@ -123,19 +141,17 @@ async def _drive(
         calls = completion.message.tool_calls
         runner.forget()  # results of earlier turns never answer this turn's calls
         if calls:
-            if completion.stop_reason is StopReason.MAX_TOKENS:
-                note = (
-                    "Not run: the reply was cut off at the output token limit, so this call may "
-                    "be incomplete. Try again with a shorter reply."
+            if completion.stop_reason in _NOT_RUN:
+                results = _close_open_calls(
+                    run, runner, "not_run", _NOT_RUN[completion.stop_reason]
                 )
-                results = _close_open_calls(run, runner, "not_run", note)
             else:
                 await hooks.run("after_tool_request", run, calls)
                 results = await runner.execute(calls)
                 run.messages.append(Message.user(results))
             await hooks.run("after_tool_execution", run, results)
             continue
-        if completion.stop_reason is StopReason.PAUSE_TURN:
+        if completion.stop_reason == StopReason.PAUSE_TURN:
             continue
         await hooks.run("after_completion", run, completion)
         run.status = Status.COMPLETED

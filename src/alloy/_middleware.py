@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import AlloyError, MiddlewareError
+from ._errors import AlloyError, ConfigError, MiddlewareError
 from ._messages import Message, ToolCall, ToolResult, Usage
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class Hooks:
                 if method is None or getattr(type(item), name, None) is base[name]:
                     continue
                 if not callable(method):
-                    raise TypeError(f"middleware {item!r}: {name} is not callable")
+                    raise ConfigError(f"middleware {item!r}: {name} is not callable")
                 hooks[name].append(method)
         self._hooks = hooks
 

@@ -63,7 +63,7 @@ class Completion:
     """
 
     message: Message
-    stop_reason: StopReason
+    stop_reason: StopReason = attrs.field(converter=StopReason)
     usage: Usage = Usage()
     model: str | None = None
 

@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 Overflow: TypeAlias = Literal["drop_oldest", "close"]
-"""What a full subscriber buffer does with a new message: see the module docstring."""
+"""What a full subscriber buffer does with a new message: ``"drop_oldest"`` (count it in
+``lagged``) or ``"close"`` (end the subscription with ``SubscriptionOverflow``).
+``bus.subscribe("t", buffer=10, overflow="close")``."""
 
 DEFAULT_BUFFER = 256
 """Messages buffered per subscriber unless ``buffer=`` says otherwise."""
@@ -300,8 +302,7 @@ class Subscription:
             self._items.popleft()
             self.lagged += 1
         self._items.append(message)
-        # Wake every waiter: one that was woken and then cancelled must not strand the message.
-        self._lot.unpark_all()
+        self._lot.unpark()  # a woken waiter cannot be cancelled any more: it takes the message
         return 1
 
 

@@ -45,7 +45,12 @@ __all__ = [
 ]
 
 Restart: TypeAlias = Literal["permanent", "transient", "temporary"]
+"""When a child is restarted: ``"permanent"`` always, ``"transient"`` after a crash only,
+``"temporary"`` never. ``ChildSpec(name="w", start=worker, restart="transient")``."""
+
 Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
+"""Which children restart with the one that exited: itself, all, or itself and the later
+ones. ``alloy.open_supervisor(strategy="rest_for_one")``."""
 
 _RESTARTS = ("permanent", "transient", "temporary")
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -417,6 +422,7 @@ async def open_supervisor(
                 await supervisor._shutdown()
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        raise _bare(group) from None
+        bare = _bare(group)
+        raise bare from bare.__cause__  # keep its cause; drop the group context
     if body_error is not None:
         raise body_error

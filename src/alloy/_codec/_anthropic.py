@@ -56,8 +56,9 @@ Decisions, each tested in ``tests/test_codec_anthropic.py``:
 - **Tool-call JSON in a stream** is collected as fragments and parsed once, when the stream
   ends. An empty string means the ``input`` of ``content_block_start`` (``{}``). Invalid JSON (or
   JSON that is not an object) raises ``ProtocolError`` naming the tool, except when the reply
-  was cut off (``max_tokens``): then the call is kept with ``arguments={"_raw": "<the partial
-  JSON>"}``; the run answers a truncated turn's calls with an error result and never runs them.
+  was cut off (``max_tokens``, ``model_context_window_exceeded``, or a ``refusal`` that stopped
+  it mid-call): then the call is kept with ``arguments={"_raw": "<the partial JSON>"}``; the run
+  answers a truncated turn's calls with an error result and never runs them.
 - **Errors**: an ``event: error`` in a stream, or an error object in a 200 body, raises the
   typed error (``overloaded_error`` -> ``OverloadedError``...) through ``error_from_status``; a
   stream that ends before ``message_stop`` raises ``ProtocolError`` from ``finish()``.
@@ -72,6 +73,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -115,10 +117,9 @@ PROVIDER = "anthropic"
 PATH = "/v1/messages"
 """The API path requests are sent to."""
 
-CODE_EXECUTION_TOOL: Mapping[str, str] = {
-    "type": "code_execution_20260120",
-    "name": "code_execution",
-}
+CODE_EXECUTION_TOOL: Mapping[str, str] = MappingProxyType(
+    {"type": "code_execution_20260120", "name": "code_execution"}
+)
 """The server tool entry ``code_execution=True`` appends to ``tools`` (the version recorded live)."""
 
 CODE_EXECUTION_BETAS: tuple[str, ...] = ()
@@ -568,7 +569,7 @@ _STOP_REASONS: dict[str, StopReason] = {
     "model_context_window_exceeded": StopReason.MAX_TOKENS,
     "compaction": StopReason.PAUSE_TURN,
 }
-_TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
+_TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded", "refusal"})
 
 
 def _stop_reason(raw: Any, message: Message) -> StopReason:
@@ -777,7 +778,7 @@ class StreamDecoder:
     def feed(self, event: SSEEvent) -> list[Delta]:
         """The deltas in one SSE event; raises the typed error for an ``error`` event."""
         data = event.data
-        if not data or event.is_done:
+        if not data or data == "[DONE]":
             return []
         try:
             payload = json.loads(data)
@@ -787,6 +788,16 @@ class StreamDecoder:
             raise _protocol_error("a stream event is not a JSON object", data[:2000])
         kind = payload.get("type") or event.event
         if kind == "content_block_delta":
+            # The hot path, a text delta, inlined; everything else (and every error) below.
+            try:
+                block = self._blocks[payload["index"]]
+                delta = payload["delta"]
+                text = delta["text"]
+                if delta["type"] == "text_delta" and block.kind == "text" and type(text) is str:
+                    block.parts.append(text)
+                    return [TextDelta(text=text)] if text else []
+            except (KeyError, TypeError):
+                pass
             return self._delta(payload)
         if kind == "content_block_start":
             return self._start(payload)

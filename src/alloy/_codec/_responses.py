@@ -39,7 +39,8 @@ Blocks become input items in order:
   'reasoning' was provided without its required following item", recorded), and Alloy's ``Text``
   and ``ToolCall`` do not keep the ``msg_``/``fc_`` ids. Without ids the encrypted content alone
   carries the reasoning, which is how OpenAI's own Codex CLI replays its history with
-  ``store=false``. ``Thinking.id`` is still decoded, for logs.
+  ``store=false``. ``Thinking.id`` is still decoded, for logs. (With ``store=True``, some hosts,
+  Azure among them, want the item ids back; keep the default ``store=False``.)
 - Reasoning from another provider (``Thinking``/``RedactedThinking`` whose ``provider`` is not
   ``"openai"``, including ``None``) is dropped: its signature means nothing here and its text
   was never this model's. ``UnknownBlock`` with ``provider="openai"`` (web search, file search,
@@ -63,7 +64,8 @@ name, arguments)`` (``""`` means ``{}``); ``reasoning`` -> ``Thinking(text, sign
 encrypted_content, provider="openai", id=item id)``, its text the summary texts joined with
 ``"\\n\\n"``, or when there is no summary the ``reasoning_text`` contents joined with ``""``
 (DeepSeek); every other item type -> ``UnknownBlock(data=item, provider="openai")``: those are
-tools the provider ran itself, kept for the history and never executed here.
+tools the provider ran itself, kept for the history and never executed here. Not kept: text
+``annotations`` (citations) and a message's ``phase``; ``Text`` has no place for them.
 
 Stop reason: ``status: "incomplete"`` -> ``max_tokens`` (``incomplete_details.reason``
 ``"max_output_tokens"`` or unknown) or ``refusal`` (``"content_filter"``); otherwise

@@ -156,6 +156,8 @@ _BY_TYPE: tuple[tuple[str, type[ProviderError], bool], ...] = (
     ("invalid_api_key", AuthenticationError, False),
     ("permission", PermissionDeniedError, False),
     ("not_found", NotFoundError, False),
+    ("invalid_request", InvalidRequestError, False),
+    ("request_too_large", InvalidRequestError, False),
     ("overloaded", OverloadedError, True),
     ("rate_limit", RateLimitError, True),
     ("resource_exhausted", RateLimitError, True),

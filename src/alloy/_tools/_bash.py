@@ -41,7 +41,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._errors import ConfigError, ToolError
+from .._errors import ConfigError, ToolError, ToolTimeout
 from ._tool import ToolContext
 from ._write import os_reason
 
@@ -297,7 +297,7 @@ class BashTool:
                     await process.stdout.aclose()
         text = output.render()
         if timed_out:
-            raise ToolError(
+            raise ToolTimeout(
                 f"Command timed out after {timeout:g}s and was stopped (its whole process group "
                 "was killed). It may be waiting for input, running a server, or stuck in a "
                 "loop; try a non-interactive command that finishes on its own, or a larger "

@@ -104,7 +104,14 @@ class EditTool:
                 "old_string and new_string are identical; the edit would change nothing"
             )
         return await trio.to_thread.run_sync(
-            _edit, context, raw_path, old, new, replace_all, abandon_on_cancel=True
+            # Not abandoned on cancel: an edit must not land after its call was answered.
+            _edit,
+            context,
+            raw_path,
+            old,
+            new,
+            replace_all,
+            abandon_on_cancel=False,
         )
 
 

@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from .._emit import Emitter
-from .._errors import ToolError
+from .._errors import ToolError, ToolTimeout
 from .._events import ToolFinished, ToolStarted
 from .._messages import ToolCall, ToolResult
 from .._middleware import Block, Hooks, RunContext
@@ -129,7 +129,8 @@ class ToolRunner:
             call=call,
             turn=self.run.turn,
         )
-        timeout = getattr(tool, "timeout", None) or self.tool_timeout
+        own = getattr(tool, "timeout", None)
+        timeout = own if own is not None else self.tool_timeout
         return await self._bounded(tool, call, context, timeout)
 
     async def _bounded(
@@ -165,7 +166,7 @@ class ToolRunner:
         if kind == "ok":
             return _as_text(value), "ok", None
         message = _describe_failure(call.name, value)
-        return message, "error", message
+        return message, ("timeout" if isinstance(value, ToolTimeout) else "error"), message
 
 
 async def _capture(

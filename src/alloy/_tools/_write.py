@@ -175,7 +175,12 @@ class WriteTool:
         if not isinstance(content, str):
             raise ToolError("content must be a string")
         return await trio.to_thread.run_sync(
-            _write, context, raw_path, content, abandon_on_cancel=True
+            # Not abandoned on cancel: a write must not land after its call was answered.
+            _write,
+            context,
+            raw_path,
+            content,
+            abandon_on_cancel=False,
         )
 
 

@@ -30,9 +30,25 @@ from ._scripted import (
     text as text,
     tool_call as tool_call,
 )
+from ._wire_server import (
+    RecordedRequest as RecordedRequest,
+    WireServer as WireServer,
+    cut as cut,
+    http_error as http_error,
+    raw as raw,
+    stall as stall,
+    stream_error as stream_error,
+)
 
 __all__ = [
     "Fail",
+    "RecordedRequest",
+    "WireServer",
+    "cut",
+    "http_error",
+    "raw",
+    "stall",
+    "stream_error",
     "FunctionProvider",
     "Reply",
     "ScriptedProvider",
