@@ -13,6 +13,21 @@ Send messages to any LLM, run its tool calls in parallel, loop until it is done:
 
 from typing import TYPE_CHECKING, Any
 
+from ._agent import (
+    Agent,
+    AgentBusy,
+    AgentCrashed,
+    AgentError,
+    AgentHealth,
+    AgentOptions,
+    AgentRequest,
+    AgentResponse,
+    AgentStopped,
+    NoPubSub,
+    QueueFull,
+    Session,
+    SessionHalted,
+)
 from ._config import RunOptions
 from ._errors import (
     AlloyError,
@@ -70,8 +85,17 @@ from ._provider import (
     StopReason,
     StreamingProvider,
 )
+from ._pubsub import Broker, Overflow, PubSub, Receiver, Subscription, SubscriptionOverflow
 from ._result import Result, Status, ToolCallRecord
 from ._run import Run, run, run_sync, stream
+from ._supervisor import (
+    ChildSpec,
+    Restart,
+    RestartIntensityExceeded,
+    Strategy,
+    Supervisor,
+    open_supervisor,
+)
 from ._tools._function import FunctionTool, tool
 from ._tools._tool import Tool, ToolContext, ToolSpec
 
@@ -81,9 +105,20 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentBusy",
+    "AgentCrashed",
+    "AgentError",
+    "AgentHealth",
+    "AgentOptions",
+    "AgentRequest",
+    "AgentResponse",
+    "AgentStopped",
     "AlloyError",
     "AuthenticationError",
     "Block",
+    "Broker",
+    "ChildSpec",
     "Completion",
     "ConfigError",
     "ContentBlock",
@@ -98,7 +133,9 @@ __all__ = [
     "Message",
     "Middleware",
     "MiddlewareError",
+    "NoPubSub",
     "NotFoundError",
+    "Overflow",
     "OverloadedError",
     "PermissionDeniedError",
     "ProtocolError",
@@ -106,10 +143,15 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
+    "PubSub",
+    "QueueFull",
     "RateLimitError",
+    "Receiver",
     "RedactedThinking",
     "ReplaceArguments",
     "Request",
+    "Restart",
+    "RestartIntensityExceeded",
     "Result",
     "Run",
     "RunCompleted",
@@ -119,9 +161,15 @@ __all__ = [
     "ServerError",
     "ServerToolCall",
     "ServerToolResult",
+    "Session",
+    "SessionHalted",
     "Status",
     "StopReason",
+    "Strategy",
     "StreamingProvider",
+    "Subscription",
+    "SubscriptionOverflow",
+    "Supervisor",
     "Text",
     "TextDelta",
     "Thinking",
@@ -146,6 +194,7 @@ __all__ = [
     "dump_usage",
     "load_messages",
     "load_usage",
+    "open_supervisor",
     "run",
     "run_sync",
     "stream",

@@ -38,7 +38,6 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-import types
 from collections import deque
 from collections.abc import (
     AsyncIterator,
@@ -62,7 +61,7 @@ from ._errors import AlloyError, ConfigError
 from ._events import Event, RunCompleted
 from ._loop import execute_run
 from ._messages import Block, Message, Usage
-from ._middleware import HOOKS, HaltRun, Hooks, Middleware, RunContext
+from ._middleware import HaltRun, Hooks, RunContext
 from ._provider import Provider, provider_name
 from ._pubsub import Broker, SubscriptionOverflow, _iter_topics
 from ._result import Result, Status
@@ -94,7 +93,6 @@ MAILBOX_SIZE = 64
 SHUTDOWN_GRACE = 5.0
 """Seconds ``session_end`` hooks and ``on_shutdown`` get when an agent stops."""
 
-SESSION_HOOKS = ("session_start", "session_end")
 
 Prompt = str | Message | Sequence[Block]
 
@@ -326,10 +324,8 @@ _AGENT_ONLY = ("session_id", "pubsub", "subscribe", "max_pending", "on_shutdown"
 def _prepare(options: Mapping[str, Any], name: str | None = None) -> _Spec:
     """Check an agent's options once, in the caller: a bad value raises before any task."""
     run_options = {k: v for k, v in options.items() if k not in _AGENT_ONLY}
-    # build_config wants something to send; the placeholder prompt is dropped below.
-    config = build_config(Message.user(""), **run_options)
+    config = build_config(require_prompt=False, **run_options)
     middleware = config.middleware
-    Hooks(middleware)  # a hook attribute that is not callable raises TypeError here
     session_id = options.get("session_id")
     if session_id is None:
         session_id = secrets.token_urlsafe(12)
@@ -355,11 +351,7 @@ def _prepare(options: Mapping[str, Any], name: str | None = None) -> _Spec:
     on_shutdown = options.get("on_shutdown")
     if on_shutdown is not None and not callable(on_shutdown):
         raise ConfigError(f"on_shutdown must be callable or None, got {on_shutdown!r}")
-    turn_config = attrs.evolve(
-        config,
-        messages=config.messages[:-1],
-        middleware=tuple(_without_session_hooks(m) for m in middleware),
-    )
+    turn_config = attrs.evolve(config, session_hooks=False)
     return _Spec(
         name=name,
         session_id=session_id,
@@ -370,28 +362,6 @@ def _prepare(options: Mapping[str, Any], name: str | None = None) -> _Spec:
         max_pending=max_pending,
         on_shutdown=on_shutdown,
     )
-
-
-def _implements(middleware: object, hook: str) -> bool:
-    method = getattr(middleware, hook, None)
-    return method is not None and getattr(type(middleware), hook, None) is not getattr(
-        Middleware, hook
-    )
-
-
-def _without_session_hooks(middleware: object) -> object:
-    """A view of ``middleware`` with every hook but ``session_start``/``session_end``.
-
-    The agent fires those two once per lifetime; each turn is an ``execute_run``, which would
-    fire them per turn. (To be replaced by a run option when the loop grows one.)
-    """
-    if not any(_implements(middleware, hook) for hook in SESSION_HOOKS):
-        return middleware
-    view = types.SimpleNamespace()
-    for hook in HOOKS:
-        if hook not in SESSION_HOOKS and _implements(middleware, hook):
-            setattr(view, hook, getattr(middleware, hook))
-    return view
 
 
 def _with_provider(config: RunConfig, provider: Provider) -> RunConfig:
@@ -784,8 +754,7 @@ class _Actor:
         if request.events is not None:
             request.events.close()
         if request.run is not None:
-            request.run.result = final
-            request.run._error = error
+            request.run._finish(final, error)
         if request.kind == "async":
             if final is None:
                 final = Result(
@@ -1115,9 +1084,7 @@ class Agent:
                         await request.done.wait()
         if body_error is not None:
             raise body_error
-        if run._error is not None and not run._error_seen:
-            run._error_seen = True
-            raise run._error
+        run._raise_unseen()
 
     async def send_message(self, prompt: Prompt, *, request_id: str | None = None) -> str:
         """Queue ``prompt`` and return its request id at once; the result is published.

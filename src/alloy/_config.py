@@ -12,6 +12,7 @@ import attrs
 
 from ._errors import ConfigError
 from ._messages import Block, Message
+from ._middleware import Hooks
 from ._provider import Provider
 from ._tools._function import FunctionTool, tool as make_tool
 from ._tools._tool import Tool, ToolSpec
@@ -51,6 +52,8 @@ class RunConfig:
     context: Any
     tool_timeout: float | None
     provider_options: Mapping[str, Any]
+    session_hooks: bool = True
+    """Whether the run fires ``session_start``/``session_end`` (an Agent fires them itself)."""
 
 
 def build_config(
@@ -67,14 +70,18 @@ def build_config(
     context: Any = None,
     tool_timeout: float | None = 120.0,
     provider_options: Mapping[str, Any] | None = None,
+    require_prompt: bool = True,
 ) -> RunConfig:
-    """Validate a run's options; a bad value raises ``ConfigError`` naming it."""
+    """Validate a run's options; a bad value raises ``ConfigError`` naming it.
+
+    ``require_prompt=False`` accepts an empty conversation (an Agent's, before its first
+    message)."""
     if not callable(getattr(provider, "complete", None)):
         raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
     history = _messages(messages)
     if prompt is not None:
         history += (_prompt(prompt),)
-    if not history:
+    if not history and require_prompt:
         raise ConfigError("nothing to send: give a prompt or messages=")
     tool_map = _tools(tools)
     if system_prompt is not None and not isinstance(system_prompt, str):
@@ -92,6 +99,7 @@ def build_config(
         )
     if isinstance(middleware, str | bytes) or not isinstance(middleware, Iterable):
         raise ConfigError(f"middleware must be a list of middleware objects, got {middleware!r}")
+    Hooks(middleware)  # a hook that is not callable fails here, with the other options
     directory = _directory(working_directory, "working_directory")
     roots = tuple(_directory(root, "allowed_roots entry") for root in allowed_roots)
     if provider_options is not None and not isinstance(provider_options, Mapping):

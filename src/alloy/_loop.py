@@ -53,6 +53,7 @@ async def execute_run(
         working_directory=config.working_directory,
     )
     hooks = Hooks(config.middleware)
+    session_hooks = config.session_hooks
     failure: AlloyError | None = None
     async with trio.open_nursery() as nursery:
         runner = ToolRunner(
@@ -82,7 +83,8 @@ async def execute_run(
                 on_partial(_result(run))
             with trio.move_on_after(SESSION_END_GRACE, shield=True):
                 try:
-                    await _session_end(hooks, run)
+                    if session_hooks:
+                        await _session_end(hooks, run)
                 except AlloyError as failure:
                     # The cancellation must go on; say what failed instead of raising it.
                     warnings.warn(
@@ -102,10 +104,12 @@ async def execute_run(
                 failure = None
         if failure is not None:
             failure.result = _result(run)
-            await _session_end(hooks, run)
+            if session_hooks:
+                await _session_end(hooks, run)
             raise failure
         result = _result(run)
-        await _session_end(hooks, run)
+        if session_hooks:
+            await _session_end(hooks, run)
     except AlloyError as exc:
         # A failing on_error or session_end hook: the error still carries the partial result.
         if exc.result is None:
@@ -119,7 +123,8 @@ async def execute_run(
 async def _drive(
     run: RunContext, config: RunConfig, hooks: Hooks, runner: ToolRunner, emitter: Emitter | None
 ) -> None:
-    await hooks.run("session_start", run)
+    if config.session_hooks:
+        await hooks.run("session_start", run)
     while True:
         if run.turn >= config.max_turns:
             run.status = Status.MAX_TURNS

@@ -119,6 +119,17 @@ class Run:
         self._error_seen = False
         self.result: Result | None = None
 
+    def _finish(self, result: Result | None, error: AlloyError | None = None) -> None:
+        """Record how the run ended (``error`` is raised by iteration or at block exit)."""
+        self.result = result
+        self._error = error
+
+    def _raise_unseen(self) -> None:
+        """Raise the run's error if the consumer has not seen it yet."""
+        if self._error is not None and not self._error_seen:
+            self._error_seen = True
+            raise self._error
+
     def __aiter__(self) -> Run:
         return self
 
@@ -127,9 +138,7 @@ class Run:
             return await self._receive.receive()
         except trio.EndOfChannel:
             pass
-        if self._error is not None and not self._error_seen:
-            self._error_seen = True
-            raise self._error
+        self._raise_unseen()
         raise StopAsyncIteration
 
 
@@ -147,10 +156,9 @@ async def _open_stream(config: RunConfig) -> AsyncIterator[Run]:
             try:
                 result = await execute_run(config, emitter, keep_partial)
             except AlloyError as exc:
-                handle.result = exc.result
-                handle._error = exc
+                handle._finish(exc.result, exc)
                 return
-            handle.result = result
+            handle._finish(result)
             await emitter.emit(RunCompleted, result=result)
 
     body_error: BaseException | None = None
@@ -166,12 +174,11 @@ async def _open_stream(config: RunConfig) -> AsyncIterator[Run]:
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _sole(group) from None
+            bare = _sole(group)
+            raise bare from bare.__cause__
     if body_error is not None:
         raise body_error
-    if handle._error is not None and not handle._error_seen:
-        handle._error_seen = True
-        raise handle._error
+    handle._raise_unseen()
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
