@@ -956,3 +956,42 @@ class StreamDecoder:
                 arguments = {"_raw": raw}
             wire["input"] = arguments
         return _decode_block(wire)
+
+
+_REQUEST_FIELDS = frozenset({"model", "messages", "system", "tools", "stream"})
+
+
+def decode_request(body: Mapping[str, Any]) -> Request:
+    """The ``Request`` a Messages request body describes (what a fake server received).
+
+    The inverse of :func:`encode_request` up to its documented losses; body fields other than
+    model, messages, system, tools and stream go to ``options``.
+
+    >>> request = decode_request({"model": "m", "max_tokens": 5, "system": "Be brief.",
+    ...     "messages": [{"role": "user", "content": "hi"}]})
+    >>> request.system_prompt, request.messages[0].text, request.options
+    ('Be brief.', 'hi', {'max_tokens': 5})
+    """
+    system = body.get("system")
+    if isinstance(system, list):
+        system = "".join(part.get("text", "") for part in system if isinstance(part, Mapping))
+    messages: list[Message] = []
+    for wire in body.get("messages") or ():
+        if not isinstance(wire, Mapping) or wire.get("role") not in ("user", "assistant"):
+            raise _protocol_error(
+                f"a request message should have role user or assistant: {wire!r:.100}"
+            )
+        content = wire.get("content")
+        blocks = (Text(content),) if isinstance(content, str) else _decode_content(content or ())
+        messages.append(Message(wire["role"], blocks))
+    tools = tuple(
+        ToolSpec(tool["name"], tool.get("description", ""), tool.get("input_schema", {}))
+        for tool in body.get("tools") or ()
+        if isinstance(tool, Mapping) and "input_schema" in tool
+    )
+    return Request(
+        messages=tuple(messages),
+        system_prompt=system if isinstance(system, str) else None,
+        tools=tools,
+        options={k: v for k, v in body.items() if k not in _REQUEST_FIELDS},
+    )

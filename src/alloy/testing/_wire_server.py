@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import functools
 import http
+import inspect
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -46,6 +47,7 @@ from .._errors import (
     RateLimitError,
 )
 from .._messages import Block, ToolCall
+from .._provider import Request
 from ._scripted import Fail, Reply, text
 from ._wire_encode import (
     DEFAULT_MODELS,
@@ -77,6 +79,21 @@ __all__ = [
 
 _FORMATS = ("anthropic", "openai", "chat")
 _MAX_REQUEST = 64 * 1024 * 1024
+
+
+def decode_request(format: WireFormat, body: Any) -> Request:
+    """The ``alloy.Request`` a request body in ``format`` describes.
+
+    >>> decode_request("chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    """
+    from .._codec import _anthropic, _chat, _responses
+
+    decoders = {
+        "anthropic": _anthropic.decode_request,
+        "openai": _responses.decode_request,
+        "chat": _chat.decode_request,
+    }
+    return decoders[format](body)
 
 
 @attrs.frozen
@@ -344,6 +361,17 @@ class WireServer:
       answer and a ``ProtocolError`` sends a malformed body;
     - ``http_error()``, ``cut()``, ``stall()``, ``raw()``, ``stream_error()``.
 
+    With ``responder=``, a request that finds the script played out is answered by calling
+    ``responder(request)`` with the ``alloy.Request`` the body describes (decoded by the
+    format's codec); it returns a script item (sync or async), like a ``FunctionProvider``::
+
+        def model(request: alloy.Request) -> Reply:
+            if request.messages[-1].tool_results:
+                return text("done")
+            return tool_call("read", {"path": "notes.txt"})
+
+        async with WireServer(format="openai", responder=model) as server: ...
+
     Every item waits ``latency`` seconds first (plus its own ``delay``). A request after the
     script ran out gets HTTP 500 "WireServer script exhausted". A request to another path gets
     404, one whose body is not JSON 400; neither uses a script item. ``model`` names the model
@@ -379,6 +407,7 @@ class WireServer:
         model: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        responder: Callable[[Request], WireItem | Awaitable[WireItem]] | None = None,
     ) -> None:
         if format not in _FORMATS:
             raise ValueError(f"unknown wire format {format!r}; use 'anthropic', 'openai' or 'chat'")
@@ -397,6 +426,7 @@ class WireServer:
         self.connections = 0
         self.errors: list[Exception] = []
         self._script: list[WireItem] = []
+        self._responder = responder
         self._next = 0
         self._calls = 0
         self._answered = 0
@@ -571,6 +601,17 @@ class WireServer:
             )
         if not isinstance(request.body, dict):
             return self._error_plan(400, "the request body is not a JSON object", number)
+        if self._next >= len(self._script) and self._responder is not None:
+            try:
+                answer = self._responder(decode_request(self.format, request.body))
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                self.extend([answer])
+            except Exception as exc:
+                self.errors.append(exc)
+                return self._error_plan(
+                    500, f"WireServer responder raised {type(exc).__name__}: {exc}", number
+                )
         if self._next >= len(self._script):
             return self._error_plan(
                 500,
