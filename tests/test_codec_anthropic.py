@@ -1369,34 +1369,52 @@ def test_empty_data_and_done_sentinel_are_ignored() -> None:
     assert decoder.feed(SSEEvent("")) == [] and decoder.feed(SSEEvent("[DONE]")) == []
 
 
-def test_tool_arguments_are_assembled_in_linear_time() -> None:
-    count = 200_000
-    payloads = [
-        START,
-        block_start(0, {"type": "tool_use", "id": "t", "name": "write", "input": {}}),
-        block_delta(0, {"type": "input_json_delta", "partial_json": '{"content": "'}),
+def test_tool_arguments_are_assembled_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No clock: count the characters the decoder hands to json.loads. Parsing every event once
+    # and the joined arguments once is linear; parsing the arguments collected so far on every
+    # fragment (or every few) is quadratic and hands json.loads about count**2 / k characters.
+    # The wall-clock scaling is measured in benchmarks/bench_codecs.py.
+    count = 20_000
+    events = [
+        SSEEvent(json.dumps(payload))
+        for payload in [
+            START,
+            block_start(0, {"type": "tool_use", "id": "t", "name": "write", "input": {}}),
+            block_delta(0, {"type": "input_json_delta", "partial_json": '{"content": "'}),
+        ]
     ]
-    fragment = SSEEvent(
-        json.dumps(block_delta(0, {"type": "input_json_delta", "partial_json": "ab"}))
-    )
-    tail = [
-        block_delta(0, {"type": "input_json_delta", "partial_json": '"}'}),
-        block_stop(0),
-        end("tool_use"),
-        STOP,
+    events += [
+        SSEEvent(json.dumps(block_delta(0, {"type": "input_json_delta", "partial_json": "ab"})))
+    ] * count
+    events += [
+        SSEEvent(json.dumps(payload))
+        for payload in [
+            block_delta(0, {"type": "input_json_delta", "partial_json": '"}'}),
+            block_stop(0),
+            end("tool_use"),
+            STOP,
+        ]
     ]
+    assert anthropic.json is json  # the codec parses with the json module this test counts
+    parsed = 0
+    loads = json.loads
+
+    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        nonlocal parsed
+        parsed += len(text)
+        return loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
     decoder = StreamDecoder()
-    started = time.perf_counter()
-    for payload in payloads:
-        decoder.feed(SSEEvent(json.dumps(payload)))
-    for _ in range(count):
-        decoder.feed(fragment)
-    for payload in tail:
-        decoder.feed(SSEEvent(json.dumps(payload)))
+    for event in events:
+        decoder.feed(event)
     completion = decoder.finish()
-    elapsed = time.perf_counter() - started
+    monkeypatch.undo()
     assert completion.message.tool_calls[0].arguments == {"content": "ab" * count}
-    assert elapsed < 10  # quadratic re-parsing would take minutes
+    per_event = sum(len(event.data) for event in events)
+    arguments = len('{"content": "') + 2 * count + len('"}')
+    assert parsed >= per_event + arguments  # every event, and the arguments once
+    assert parsed - per_event <= 3 * arguments, (parsed - per_event) / arguments
 
 
 # -- decode_error ------------------------------------------------------------------------------

@@ -1450,10 +1450,14 @@ def test_stream_ignores_events_after_the_end_and_unknown_events() -> None:
     assert decoder.finish().message.text == "a"
 
 
-def test_stream_arguments_are_assembled_in_linear_time() -> None:
-    pieces = 200_000
-    decoder = StreamDecoder()
-    decoder.feed(
+def test_stream_arguments_are_assembled_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No clock: count the characters the decoder hands to json.loads. Parsing every event once
+    # and the joined arguments once (or a few times) is linear; parsing the arguments collected
+    # so far on every fragment (or every few) is quadratic and hands json.loads about
+    # pieces**2 / k characters. The wall-clock scaling is measured in benchmarks/bench_codecs.py.
+    pieces = 20_000
+    full = '{"text": "' + "ab" * pieces + '"}'
+    events = [
         SSEEvent(
             json.dumps(
                 {
@@ -1462,31 +1466,41 @@ def test_stream_arguments_are_assembled_in_linear_time() -> None:
                     "item": call_item("c", "write", ""),
                 }
             )
-        )
-    )
-    decoder.feed(
+        ),
         SSEEvent(
             '{"type":"response.function_call_arguments.delta","output_index":0,'
             '"delta":"{\\"text\\": \\""}'
-        )
-    )
-    delta = SSEEvent(
-        '{"type":"response.function_call_arguments.delta","output_index":0,"delta":"ab"}'
-    )
-    started = time.perf_counter()
-    for _ in range(pieces):
-        decoder.feed(delta)
-    decoder.feed(
+        ),
+        *[
+            SSEEvent(
+                '{"type":"response.function_call_arguments.delta","output_index":0,"delta":"ab"}'
+            )
+        ]
+        * pieces,
         SSEEvent(
             '{"type":"response.function_call_arguments.delta","output_index":0,"delta":"\\"}"}'
-        )
-    )
-    full = '{"text": "' + "ab" * pieces + '"}'
-    decoder.feed(SSEEvent(json.dumps(completed([call_item("c", "write", full)]))))
+        ),
+        SSEEvent(json.dumps(completed([call_item("c", "write", full)]))),
+    ]
+    assert codec.json is json  # the codec parses with the json module this test counts
+    parsed = 0
+    loads = json.loads
+
+    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        nonlocal parsed
+        parsed += len(text)
+        return loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    decoder = StreamDecoder()
+    for event in events:
+        decoder.feed(event)
     completion = decoder.finish()
-    elapsed = time.perf_counter() - started
+    monkeypatch.undo()
     assert completion.message.tool_calls[0].arguments == {"text": "ab" * pieces}
-    assert elapsed < 10  # quadratic re-joining would take minutes
+    per_event = sum(len(event.data) for event in events)
+    assert parsed >= per_event + len(full)  # every event, and the arguments at least once
+    assert parsed - per_event <= 3 * len(full), (parsed - per_event) / len(full)
 
 
 # -- 6. unit tests: errors -------------------------------------------------------------------

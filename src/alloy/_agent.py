@@ -1079,8 +1079,8 @@ class Agent:
             finally:
                 if not request.done.is_set():
                     actor.abandon(request)
-                    # The turn ends promptly once cancelled; wait so run.result is set.
-                    with trio.CancelScope(shield=True):
+                    # The turn ends promptly once cancelled; wait (bounded) so run.result is set.
+                    with trio.move_on_after(SHUTDOWN_GRACE, shield=True):
                         await request.done.wait()
         if body_error is not None:
             raise body_error
