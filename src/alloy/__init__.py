@@ -28,6 +28,13 @@ from ._agent import (
     Session,
     SessionHalted,
 )
+from ._compaction import (
+    Compaction,
+    CompactionContext,
+    CompactionResult,
+    Compactor,
+    TokenCounter,
+)
 from ._config import RunOptions
 from ._errors import (
     AlloyError,
@@ -51,6 +58,7 @@ from ._errors import (
     ToolTimeout,
 )
 from ._events import (
+    Compacted,
     Delta,
     Event,
     RunCompleted,
@@ -77,6 +85,7 @@ from ._messages import (
     Usage,
 )
 from ._middleware import Block, Halt, Middleware, ReplaceArguments, RunContext
+from ._models import ModelInfo, context_window
 from ._provider import (
     Completion,
     DeltaSink,
@@ -119,6 +128,11 @@ __all__ = [
     "Block",
     "Broker",
     "ChildSpec",
+    "Compacted",
+    "Compaction",
+    "CompactionContext",
+    "CompactionResult",
+    "Compactor",
     "Completion",
     "ConfigError",
     "ContentBlock",
@@ -133,6 +147,7 @@ __all__ = [
     "Message",
     "Middleware",
     "MiddlewareError",
+    "ModelInfo",
     "NoPubSub",
     "NotFoundError",
     "Overflow",
@@ -173,6 +188,7 @@ __all__ = [
     "Text",
     "TextDelta",
     "Thinking",
+    "TokenCounter",
     "ThinkingDelta",
     "Tool",
     "ToolCall",
@@ -190,6 +206,7 @@ __all__ = [
     "TurnCompleted",
     "UnknownBlock",
     "Usage",
+    "context_window",
     "dump_messages",
     "dump_usage",
     "load_messages",

@@ -367,10 +367,9 @@ def _prepare(options: Mapping[str, Any], name: str | None = None) -> _Spec:
 def _with_provider(config: RunConfig, provider: Provider) -> RunConfig:
     """The per-turn config for another model; history and every other option are kept.
 
-    Seam for context compaction: when the run config carries a context budget derived from
-    the model, re-derive it here (unless it was given explicitly).
+    The context budget (``max_tokens``) follows the new model unless it was given explicitly.
     """
-    return attrs.evolve(config, provider=provider)
+    return config.with_provider(provider)
 
 
 def _check_provider(provider: object) -> Provider:

@@ -10,9 +10,11 @@ from typing import Any, TypedDict
 
 import attrs
 
+from ._compaction import Compaction, Compactor
 from ._errors import ConfigError
 from ._messages import Block, Message
 from ._middleware import Hooks
+from ._models import DEFAULT_CONTEXT_WINDOW, ModelInfo, check_overrides, context_window
 from ._provider import Provider
 from ._tools._function import FunctionTool, tool as make_tool
 from ._tools._tool import Tool, ToolSpec
@@ -34,6 +36,9 @@ class RunOptions(TypedDict, total=False):
     context: Any
     tool_timeout: float | None
     provider_options: Mapping[str, Any] | None
+    max_tokens: int | None
+    model_overrides: Mapping[str, int | ModelInfo] | None
+    compaction: bool | Compactor
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +59,20 @@ class RunConfig:
     provider_options: Mapping[str, Any]
     session_hooks: bool = True
     """Whether the run fires ``session_start``/``session_end`` (an Agent fires them itself)."""
+    max_tokens: int = DEFAULT_CONTEXT_WINDOW
+    """The context budget: given, or the provider model's context window."""
+    max_tokens_explicit: bool = False
+    """Whether ``max_tokens`` was given (else it follows the model, see ``with_provider``)."""
+    model_overrides: tuple[ModelInfo, ...] = ()
+    compaction: Compactor | None = None
+    """The run's compactor, or None when compaction is off."""
+
+    def with_provider(self, provider: Provider) -> RunConfig:
+        """This config for another provider; a derived ``max_tokens`` follows its model."""
+        if self.max_tokens_explicit:
+            return attrs.evolve(self, provider=provider)
+        window = context_window(getattr(provider, "model", None), self.model_overrides)
+        return attrs.evolve(self, provider=provider, max_tokens=window)
 
 
 def build_config(
@@ -70,6 +89,9 @@ def build_config(
     context: Any = None,
     tool_timeout: float | None = 120.0,
     provider_options: Mapping[str, Any] | None = None,
+    max_tokens: int | None = None,
+    model_overrides: Mapping[str, int | ModelInfo] | None = None,
+    compaction: bool | Compactor = True,
     require_prompt: bool = True,
 ) -> RunConfig:
     """Validate a run's options; a bad value raises ``ConfigError`` naming it.
@@ -104,6 +126,18 @@ def build_config(
     roots = tuple(_directory(root, "allowed_roots entry") for root in allowed_roots)
     if provider_options is not None and not isinstance(provider_options, Mapping):
         raise ConfigError(f"provider_options must be a mapping, got {provider_options!r}")
+    overrides = check_overrides(model_overrides)
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise ConfigError(
+            f"max_tokens (the context budget) must be a positive integer or None, got {max_tokens!r}"
+        )
+    budget = (
+        max_tokens
+        if max_tokens is not None
+        else context_window(getattr(provider, "model", None), overrides)
+    )
     return RunConfig(
         provider=provider,
         messages=history,
@@ -117,7 +151,24 @@ def build_config(
         context=context,
         tool_timeout=None if tool_timeout is None else float(tool_timeout),
         provider_options=dict(provider_options or {}),
+        max_tokens=budget,
+        max_tokens_explicit=max_tokens is not None,
+        model_overrides=overrides,
+        compaction=_compactor(compaction),
     )
+
+
+def _compactor(compaction: bool | Compactor) -> Compactor | None:
+    if compaction is True:
+        return Compaction()
+    if compaction is False:
+        return None
+    if not callable(getattr(compaction, "compact", None)):
+        raise ConfigError(
+            "compaction must be True, False or an object with an async compact(context) "
+            f"method (an alloy.Compaction), got {compaction!r}"
+        )
+    return compaction
 
 
 def _prompt(prompt: str | Message | Sequence[Block]) -> Message:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._result import Result, ToolCallRecord
 
 __all__ = [
+    "Compacted",
     "Delta",
     "Event",
     "RunCompleted",
@@ -128,6 +129,36 @@ class TurnCompleted:
 
 
 @attrs.frozen(kw_only=True)
+class Compacted:
+    """The conversation was compacted before a model call, to fit the context budget.
+
+    ``before`` and ``after`` are the estimated tokens of the whole request (system prompt, tool
+    definitions, messages); ``limit`` is what it had to fit under (``max_tokens`` minus the
+    reserve); ``forced`` is true when the provider had refused the request as too long. The
+    counts say what was done; ``fallback`` says why the older messages were dropped instead of
+    summarised (``None`` when they were not); ``usage`` is what the summary call cost (already
+    added to the run's usage). See ``docs/compaction.md``.
+
+    >>> case alloy.Compacted(before=b, after=a): print(f"compacted {b} -> {a} tokens")
+    """
+
+    before: int
+    after: int
+    limit: int
+    max_tokens: int
+    forced: bool = False
+    cleared_tool_results: int = 0
+    dropped_thinking: int = 0
+    summarized_messages: int = 0
+    dropped_messages: int = 0
+    truncated_tool_results: int = 0
+    fallback: str | None = None
+    usage: Usage = Usage()
+    seq: int = 0
+    turn: int = 0
+
+
+@attrs.frozen(kw_only=True)
 class RunCompleted:
     """The run ended; ``result`` is the same value as ``run.result``. Always the last event.
 
@@ -142,5 +173,5 @@ class RunCompleted:
 Delta: TypeAlias = TextDelta | ThinkingDelta | ToolCallStarted | ToolCallDelta
 """What a streaming provider sends while the model speaks."""
 
-Event: TypeAlias = Delta | ToolStarted | ToolFinished | TurnCompleted | RunCompleted
+Event: TypeAlias = Delta | ToolStarted | ToolFinished | TurnCompleted | Compacted | RunCompleted
 """Everything ``alloy.stream`` yields."""

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import trio
 
+from ._compaction import CompactionStep
 from ._config import RunConfig
 from ._emit import Emitter
-from ._errors import AlloyError, ProviderError
+from ._errors import AlloyError, ContextLengthExceeded, ProviderError
 from ._events import TurnCompleted
 from ._messages import Message, Text, ToolCall, ToolResult
 from ._middleware import HaltRun, Hooks, RunContext
@@ -125,13 +126,29 @@ async def _drive(
 ) -> None:
     if config.session_hooks:
         await hooks.run("session_start", run)
+    compaction = CompactionStep.of(config)
+    retried = False  # a turn refused as too long is retried once, after forced compaction
     while True:
         if run.turn >= config.max_turns:
             run.status = Status.MAX_TURNS
             return
-        # Compaction runs here (a later step); before_completion sees the compacted history.
+        if compaction is not None:  # before_completion sees the compacted history
+            await compaction.before_turn(run, hooks, emitter)
         await hooks.run("before_completion", run)
-        completion = await _complete(run, config, emitter)
+        try:
+            if compaction is not None:
+                compaction.sending(run)
+            completion = await _complete(run, config, emitter)
+        except ContextLengthExceeded as exc:
+            if compaction is None or retried:
+                raise
+            if not await compaction.overflowed(run, hooks, emitter, exc):
+                raise
+            retried = True
+            continue
+        retried = False
+        if compaction is not None:
+            compaction.observe(completion.usage)
         run.turn += 1
         run.usage = run.usage + completion.usage
         run.stop_reason = completion.stop_reason

@@ -19,6 +19,7 @@ from ._errors import AlloyError, ConfigError, MiddlewareError
 from ._messages import Message, ToolCall, ToolResult, Usage
 
 if TYPE_CHECKING:
+    from ._events import Compacted
     from ._provider import Completion, Provider, StopReason
     from ._result import Result, ToolCallRecord
     from ._tools._tool import Tool
@@ -34,6 +35,7 @@ __all__ = [
 
 HOOKS = (
     "session_start",
+    "after_compaction",
     "before_completion",
     "after_tool_request",
     "before_tool_call",
@@ -111,7 +113,8 @@ class RunContext:
 class Middleware:
     """Base class with a no-op for every hook; override the ones you need.
 
-    Order within a turn: ``before_completion`` → model call → ``after_tool_request`` →
+    Order within a turn: (``after_compaction`` when the history was compacted) →
+    ``before_completion`` → model call → ``after_tool_request`` →
     ``before_tool_call`` (per call, before any runs) → tools → ``after_tool_execution``; the
     last model call is followed by ``after_completion``. ``session_start`` and ``session_end``
     wrap the run; ``on_error`` sees a failed model call (return ``Halt`` to end the run quietly
@@ -124,6 +127,10 @@ class Middleware:
 
     def session_start(self, run: RunContext) -> Any:
         """The run begins, before its first model call."""
+
+    def after_compaction(self, run: RunContext, compaction: Compacted) -> Any:
+        """The conversation was just compacted (before a model call, before
+        ``before_completion``); ``run.messages`` holds the compacted history."""
 
     def before_completion(self, run: RunContext) -> Any:
         """Before each model call."""
