@@ -297,6 +297,9 @@ class AgentOptions(TypedDict, total=False):
     context: Any
     tool_timeout: float | None
     provider_options: Mapping[str, Any] | None
+    max_tokens: int | None
+    model_overrides: Mapping[str, Any] | None
+    compaction: Any
     session_id: str
     pubsub: Broker | None
     subscribe: Iterable[str]

@@ -42,8 +42,11 @@ async def run(
 
     Options: ``provider`` (required), ``tools``, ``system_prompt``, ``messages``,
     ``max_turns=25``, ``middleware``, ``working_directory="."``, ``allowed_roots``,
-    ``context``, ``tool_timeout=120.0`` (seconds, or None), ``provider_options``. An unknown
-    option raises ``TypeError``; a bad value raises ``alloy.ConfigError``.
+    ``context``, ``tool_timeout=120.0`` (seconds, or None), ``provider_options``, and for
+    context compaction ``max_tokens`` (the context budget; derived from the provider's model
+    when not given), ``model_overrides`` and ``compaction`` (True, False, ``Compaction(...)``
+    or a custom compactor). An unknown option raises ``TypeError``; a bad value raises
+    ``alloy.ConfigError``.
 
     Raises:
         AlloyError: the model call (or a middleware) failed; ``error.result`` holds the
