@@ -8,6 +8,7 @@ delivers them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
@@ -124,6 +125,8 @@ class TurnCompleted:
     message: Message
     stop_reason: StopReason
     usage: Usage
+    request_id: str | None = None
+    rate_limits: Mapping[str, str] = attrs.field(factory=dict)
     seq: int = 0
     turn: int = 0
 

@@ -74,6 +74,7 @@ async def execute_run(
             run.status, run.reason = Status.HALTED, halt.reason
         except AlloyError as exc:
             failure = exc
+            _keep_streamed_text(run, emitter)
             _close_open_calls(run, runner, "not_run", f"Not run: the run failed ({exc}).")
             run.status, run.reason = Status.ERROR, str(exc)
         except BaseException as exc:
@@ -159,6 +160,8 @@ async def _drive(
                 message=completion.message,
                 stop_reason=completion.stop_reason,
                 usage=completion.usage,
+                request_id=completion.request_id,
+                rate_limits=completion.rate_limits,
             )
         calls = completion.message.tool_calls
         runner.forget()  # results of earlier turns never answer this turn's calls
@@ -261,12 +264,16 @@ def _close_open_calls(
     return results
 
 
-def _record_cancellation(run: RunContext, runner: ToolRunner, emitter: Emitter | None) -> None:
+def _keep_streamed_text(run: RunContext, emitter: Emitter | None) -> None:
+    """The model call of this turn ended early (cancelled, failed): keep the text it streamed."""
     if emitter is not None and run.turn < emitter.turn:
-        # Cancelled while the model was streaming: keep the text that arrived.
         partial = emitter.partial_text()
         if partial:
             run.messages.append(Message.assistant((Text(partial),)))
+
+
+def _record_cancellation(run: RunContext, runner: ToolRunner, emitter: Emitter | None) -> None:
+    _keep_streamed_text(run, emitter)
     _close_open_calls(
         run, runner, "cancelled", "Cancelled: the run was cancelled before this call finished."
     )

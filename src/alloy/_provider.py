@@ -66,6 +66,10 @@ class Completion:
     stop_reason: StopReason = attrs.field(converter=StopReason)
     usage: Usage = Usage()
     model: str | None = None
+    request_id: str | None = None
+    """The provider's id for the HTTP request, when it sent one."""
+    rate_limits: Mapping[str, str] = attrs.field(factory=dict)
+    """The provider's rate-limit headers (``anthropic-ratelimit-*``, ``x-ratelimit-*``)."""
 
 
 class DeltaSink(Protocol):

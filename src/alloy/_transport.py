@@ -7,8 +7,8 @@ translated by their class names.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import attrs
@@ -38,11 +38,12 @@ class StreamReply:
     _response: Any
     _provider: str
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body's bytes as they arrive (transport errors translated)."""
         try:
-            async for chunk in self._response.aiter_bytes():
-                yield chunk
+            async with aclosing(self._response.aiter_bytes()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except Exception as exc:
             raise translate(exc, self._provider) from exc
 
@@ -80,6 +81,10 @@ class Transport:
         self._client: Any = (
             client if client is not None else httpx2.AsyncClient(timeout=self._timeout)
         )
+        # A client you pass keeps its own timeouts.
+        self._timeout_option: dict[str, Any] = (
+            {} if client is not None else {"timeout": self._timeout}
+        )
 
     async def aclose(self) -> None:
         """Close the client, if this transport created it."""
@@ -92,14 +97,17 @@ class Transport:
             headers["accept"] = "text/event-stream"
         headers.update(request.headers)
         body = json.dumps(request.body, ensure_ascii=False, separators=(",", ":")).encode()
-        return self.api_url + request.path, headers, body
+        path = request.path
+        if self.api_url.endswith("/v1") and path.startswith("/v1/"):
+            path = path[3:]  # "http://localhost:11434/v1" is a common way to write the base URL
+        return self.api_url + path, headers, body
 
     async def send(self, request: HttpRequest) -> HttpReply:
         """Send ``request`` and read the whole reply."""
         url, headers, body = self._build(request)
         try:
             response = await self._client.request(
-                request.method, url, content=body, headers=headers, timeout=self._timeout
+                request.method, url, content=body, headers=headers, **self._timeout_option
             )
         except Exception as exc:
             raise translate(exc, self.provider) from exc
@@ -114,7 +122,7 @@ class Transport:
         url, headers, body = self._build(request)
         try:
             manager = self._client.stream(
-                request.method, url, content=body, headers=headers, timeout=self._timeout
+                request.method, url, content=body, headers=headers, **self._timeout_option
             )
             response = await manager.__aenter__()
         except Exception as exc:

@@ -181,7 +181,8 @@ class OpenAICompat(HttpProvider):
     Groq, Mistral, Gemini's compatibility endpoint...
 
     ``api_key`` is optional (no ``Authorization`` header without it). Set
-    ``include_usage=False`` for hosts that reject ``stream_options``::
+    ``include_usage=False`` for hosts that reject ``stream_options``; ``name`` (default
+    ``"chat"``) tells hosts apart in errors (``exc.provider``)::
 
         OpenAICompat(api_url="http://localhost:11434", model="llama4")
         OpenAICompat(api_url="https://generativelanguage.googleapis.com",
@@ -196,6 +197,7 @@ class OpenAICompat(HttpProvider):
         model: str,
         api_key: str | None = None,
         chat_path: str = "/v1/chat/completions",
+        name: str = "chat",
         max_tokens: int | None = None,
         include_usage: bool = True,
         send_reasoning: bool = False,
@@ -224,7 +226,7 @@ class OpenAICompat(HttpProvider):
         )
         self.model = model
         super().__init__(
-            name="chat",
+            name=name,
             codec=_Bound(_chat, settings),
             api_url=api_url,
             client=client,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, Protocol
 
+import attrs
 import trio
 
 from .._codec._sse import SSEDecoder, SSEError
-from .._codec._wire import HttpRequest, StreamDecoder
+from .._codec._wire import HttpRequest, StreamDecoder, rate_limit_headers, request_id
 from .._errors import (
     ConfigError,
     OverloadedError,
@@ -144,16 +146,28 @@ class HttpProvider:
         self, request: Request, deltas: DeltaSink | None, error: ProviderError
     ) -> Completion:
         last = error
+        delivered = False
+
+        class Watch:
+            """Passes deltas on, noting that some were delivered."""
+
+            async def send(self, delta: Any) -> None:
+                nonlocal delivered
+                delivered = True
+                assert deltas is not None
+                await deltas.send(delta)
+
         for fallback in self.fallbacks:
             stream = getattr(fallback, "stream", None)
             try:
                 if deltas is not None and stream is not None:
-                    completion: Completion = await stream(request, deltas)
+                    completion: Completion = await stream(request, Watch())
                 else:
                     completion = await fallback.complete(request)
             except ProviderError as failure:
                 last = failure
-                if not _worth_a_fallback(failure):
+                # Never mix a second reply into deltas a failed one already delivered.
+                if delivered or not _worth_a_fallback(failure):
                     raise
                 continue
             return completion
@@ -164,7 +178,7 @@ class HttpProvider:
         reply = await self.transport.send(http_request)
         if reply.status >= 300:
             raise self.codec.decode_error(reply.status, reply.headers, reply.body)
-        return self.codec.decode_response(reply.body)
+        return _identified(self.codec.decode_response(reply.body), reply.headers)
 
     async def _stream_once(self, request: Request, send: Callable[[Any], Any]) -> Completion:
         http_request = self.codec.encode(request, stream=True)
@@ -173,22 +187,37 @@ class HttpProvider:
                 raise self.codec.decode_error(reply.status, reply.headers, await reply.read())
             if "text/event-stream" not in reply.headers.get("content-type", "text/event-stream"):
                 # Some hosts answer a streamed request with one JSON body.
-                return self.codec.decode_response(await reply.read())
+                return _identified(self.codec.decode_response(await reply.read()), reply.headers)
             sse = SSEDecoder()
             decoder = self.codec.stream_decoder()
             try:
-                async for chunk in reply.chunks():
-                    for event in sse.feed(chunk):
-                        for delta in decoder.feed(event):
-                            await send(delta)
+                async with aclosing(reply.chunks()) as chunks:
+                    async for chunk in chunks:
+                        for event in sse.feed(chunk):
+                            for delta in decoder.feed(event):
+                                await send(delta)
                 for event in sse.close():
                     for delta in decoder.feed(event):
                         await send(delta)
+                return _identified(decoder.finish(), reply.headers)
             except SSEError as exc:
                 raise ProtocolError(f"{self.name}: {exc}", provider=self.name) from exc
-            return decoder.finish()
+            except ProviderError as exc:
+                # An error event inside a 200 stream: the reply's headers still identify it.
+                exc.request_id = exc.request_id or request_id(reply.headers)
+                exc.rate_limits = exc.rate_limits or rate_limit_headers(reply.headers)
+                raise
 
 
 def _worth_a_fallback(error: ProviderError) -> bool:
     """Fallbacks are for availability problems, not for requests the provider refused."""
     return error.retryable or isinstance(error, OverloadedError | ServerError | ProviderTimeout)
+
+
+def _identified(completion: Completion, headers: Mapping[str, str]) -> Completion:
+    """The completion with the reply's request id and rate-limit headers."""
+    return attrs.evolve(
+        completion,
+        request_id=completion.request_id or request_id(headers),
+        rate_limits=completion.rate_limits or rate_limit_headers(headers),
+    )
