@@ -18,7 +18,6 @@ import doctest
 import itertools
 import json
 import random
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any

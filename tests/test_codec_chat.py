@@ -26,7 +26,6 @@ import doctest
 import itertools
 import json
 import random
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any

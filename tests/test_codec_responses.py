@@ -18,7 +18,6 @@ import doctest
 import gc
 import json
 import random
-import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
