@@ -73,9 +73,20 @@ class Emitter:
                 f"a streaming provider sent {value!r}; it may only send TextDelta, ThinkingDelta, "
                 "ToolCallStarted and ToolCallDelta"
             )
-        await self._channel.send(event)
+        await self._deliver(event)
 
     async def emit(self, kind: type[Event], /, **fields: Any) -> None:
         """Create and deliver an event of the run itself (tool and turn events)."""
         self._seq += 1
-        await self._channel.send(kind(seq=self._seq, turn=self.turn, **fields))
+        await self._deliver(kind(seq=self._seq, turn=self.turn, **fields))
+
+    async def _deliver(self, event: Event) -> None:
+        # While the buffer has room, hand the event over without a trip through the scheduler
+        # (the consumer then takes several at once); when it is full, park until it has room.
+        # Parked senders are served first, so events still arrive in seq order.
+        try:
+            self._channel.send_nowait(event)
+        except trio.WouldBlock:
+            await self._channel.send(event)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()

@@ -162,12 +162,19 @@ class HaltRun(Exception):
         self.reason = reason
 
 
+_NO_HOOKS: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOKS}
+"""Shared by every run without middleware (never modified)."""
+
+
 class Hooks:
     """The run's middleware, ready to call: one bound-method list per hook."""
 
     __slots__ = ("_hooks",)
 
     def __init__(self, middleware: Sequence[object]) -> None:
+        if not middleware:
+            self._hooks = _NO_HOOKS
+            return
         hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOKS}
         base = {name: getattr(Middleware, name) for name in HOOKS}
         for item in middleware:
