@@ -87,10 +87,10 @@ async def execute_run(
                 try:
                     if session_hooks:
                         await _session_end(hooks, run)
-                except AlloyError as failure:
+                except AlloyError as hook_error:
                     # The cancellation must go on; say what failed instead of raising it.
                     warnings.warn(
-                        f"session_end failed while the run was cancelled: {failure}",
+                        f"session_end failed while the run was cancelled: {hook_error}",
                         RuntimeWarning,
                         stacklevel=1,
                     )
