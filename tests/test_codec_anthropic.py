@@ -71,6 +71,8 @@ from alloy._codec._anthropic import (
 )
 from alloy._codec._sse import SSEDecoder, SSEEvent, encode_event
 from alloy._messages import Block
+from alloy.testing._scripted import Reply
+from alloy.testing._wire_encode import encode_anthropic
 from strategies import assistant_messages, conversations, messages
 
 RECORDED = (
@@ -486,67 +488,16 @@ def test_conversation_round_trips_through_a_request_body(conversation: list[Mess
     assert all(a != b for a, b in itertools.pairwise(roles))  # the API wants alternation
 
 
-def as_response(content: list[dict[str, Any]], reason: str) -> bytes:
-    return json.dumps(
-        {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-x",
-            "content": content,
-            "stop_reason": reason,
-            "usage": {"input_tokens": 3, "output_tokens": 4},
-        },
-        ensure_ascii=False,
-    ).encode()
-
-
-def pieces(text: str, rng: random.Random) -> list[str]:
-    cuts = sorted(rng.randrange(len(text) + 1) for _ in range(rng.randrange(3)))
-    return [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
-
-
-def as_stream(content: list[dict[str, Any]], reason: str, rng: random.Random) -> bytes:
-    """The SSE stream the API would send for ``content``, fragments cut at random."""
-    events: list[dict[str, Any]] = [
-        {
-            "type": "message_start",
-            "message": {"model": "claude-x", "content": [], "usage": {"input_tokens": 3}},
-        }
-    ]
-    for index, block in enumerate(content):
-        kind = block["type"]
-        if kind == "text":
-            events.append(block_start(index, {"type": "text", "text": ""}))
-            events += [
-                block_delta(index, {"type": "text_delta", "text": p})
-                for p in pieces(block["text"], rng)
-            ]
-        elif kind == "thinking":
-            events.append(block_start(index, {"type": "thinking", "thinking": "", "signature": ""}))
-            events += [
-                block_delta(index, {"type": "thinking_delta", "thinking": p})
-                for p in pieces(block["thinking"], rng)
-            ]
-            events.append(
-                block_delta(index, {"type": "signature_delta", "signature": block["signature"]})
-            )
-        elif kind in ("tool_use", "server_tool_use"):
-            events.append(block_start(index, {**block, "input": {}}))
-            events += [
-                block_delta(index, {"type": "input_json_delta", "partial_json": p})
-                for p in pieces(json.dumps(block["input"], ensure_ascii=False), rng)
-            ]
-        else:
-            events.append(block_start(index, block))
-        events.append(block_stop(index))
-        if rng.random() < 0.2:
-            events.append({"type": "ping"})
-    events.append(end(reason, input_tokens=3, output_tokens=4))
-    events.append(STOP)
-    return b"".join(
-        encode_event(SSEEvent(json.dumps(e, ensure_ascii=False), event=e["type"])) for e in events
-    )
+def numbered(blocks: Iterable[Block]) -> list[Block]:
+    """``blocks`` with the ids the wire encoder gives tool calls that have none: call_1..."""
+    calls = 0
+    out: list[Block] = []
+    for block in blocks:
+        if isinstance(block, ToolCall):
+            calls += 1
+            block = attrs.evolve(block, id=block.id or f"call_{calls}")
+        out.append(block)
+    return out
 
 
 @_SLOW
@@ -555,18 +506,26 @@ def test_assistant_message_round_trips_as_a_response(
     message: Message, rng: random.Random, cuts: int
 ) -> None:
     assume(all(carried(b) for b in message.content))
-    expected = model_of([message])
-    wire = _encode_messages([message])
-    content = wire[0]["content"] if wire else []
-    reason = "tool_use" if message.tool_calls else "end_turn"
+    (expected,) = model_of([message]) or [Message.assistant([])]
+    reason = StopReason.TOOL_USE if message.tool_calls else StopReason.END_TURN
+    reply = Reply(
+        blocks=expected.content, stop_reason=reason, usage=Usage(input_tokens=3, output_tokens=4)
+    )
     # As a JSON reply.
-    completion = decode_response(as_response(content, reason))
-    assert [completion.message] == expected or (not expected and not completion.message.content)
+    completion = decode_response(encode_anthropic(reply, model="claude-x"))
+    assert completion.message == Message.assistant(numbered(expected.content))
     assert completion.stop_reason == reason
     assert completion.usage == Usage(input_tokens=3, output_tokens=4)
+    assert completion.model == "claude-x"
     # As an SSE stream, split at random byte boundaries (a streamed block always has a type).
-    assume(all(isinstance(block.get("type"), str) for block in content))
-    stream = as_stream(content, reason, rng)
+    assume(
+        all(
+            isinstance(b.data.get("type"), str)
+            for b in expected.content
+            if isinstance(b, UnknownBlock)
+        )
+    )
+    stream = encode_anthropic(reply, stream=True, chunk_size=rng.randint(1, 20))
     deltas, streamed = decode_stream(stream, split(stream, rng, cuts))
     assert streamed.message == completion.message
     assert streamed.stop_reason == reason

@@ -8,7 +8,7 @@ Sections:
 3. the deltas add up to the completed message;
 4. re-encoding each recorded conversation gives a request body of the same shape;
 5. Hypothesis round trips (conversations through ``encode_request``/``decode_request``,
-   assistant messages through ``encode_response``/``encode_stream`` and the decoders);
+   assistant messages through ``alloy.testing._wire_encode.encode_chat`` and the decoders);
 6. unit tests for every feature and host quirk.
 
 Usage normalisation checked against the recordings (``expected.usage`` is raw per API):
@@ -72,11 +72,11 @@ from alloy._codec._chat import (
     decode_request,
     decode_response,
     encode_request,
-    encode_response,
-    encode_stream,
 )
-from alloy._codec._sse import SSEDecoder, SSEEvent, encode_event
+from alloy._codec._sse import SSEDecoder, SSEEvent
 from alloy._messages import Block
+from alloy.testing._scripted import Reply
+from alloy.testing._wire_encode import encode_chat, encode_stream
 from strategies import assistant_messages, conversations, texts, usages
 
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "wire" / "recorded" / "openai-chat"
@@ -130,10 +130,6 @@ def random_chunks(data: bytes, rng: random.Random) -> list[bytes]:
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 40))))
     bounds = [0, *cuts, len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-def sse_bytes(events: Iterable[SSEEvent]) -> bytes:
-    return b"".join(encode_event(event) for event in events)
 
 
 def chunk(delta: Mapping[str, Any] | None = None, **fields: Any) -> SSEEvent:
@@ -532,10 +528,12 @@ def test_conversation_round_trips_through_the_request(
     assert list(decoded.messages) == expected_after_request(conversation)
 
 
-def expected_reply(message: Message, *, streamed: bool) -> Message:
+def expected_reply(message: Message, *, streamed: bool, encoded: bool = True) -> Message:
     """What the decoders make of ``message`` sent as a reply: the chat format keeps chat
     reasoning, text and tool calls; the JSON reply joins all reasoning and all text, a stream keeps
-    their order (adjacent pieces of a kind joined); tool calls come last."""
+    their order (adjacent pieces of a kind joined); tool calls come last. A call without an id
+    gets ``call_1``, ``call_2``... from the wire encoder (``encoded``), else the decoder's
+    ``call_<reply id>_<position>``."""
     pieces: list[tuple[str, str]] = []
     for block in message.content:
         if isinstance(block, Text) and block.text:
@@ -557,7 +555,11 @@ def expected_reply(message: Message, *, streamed: bool) -> Message:
         if text
     ]
     calls = [
-        ToolCall(c.id or f"call_chatcmpl-alloy_{i}", c.name, c.arguments)
+        ToolCall(
+            c.id or (f"call_{i + 1}" if encoded else f"call_chatcmpl-alloy_{i}"),
+            c.name,
+            c.arguments,
+        )
         for i, c in enumerate(message.tool_calls)
     ]
     return Message.assistant([*segments, *calls])
@@ -567,12 +569,23 @@ def _stop_for(message: Message) -> StopReason:
     return StopReason.TOOL_USE if message.tool_calls else StopReason.END_TURN
 
 
+def as_reply(completion: Completion) -> Reply:
+    """``completion`` as the reply a chat host sends: the blocks the chat format carries (text,
+    tool calls and chat reasoning; the wire encoder numbers id-less calls ``call_1``...)."""
+    blocks = tuple(
+        block
+        for block in completion.message.content
+        if type(block) in (Text, ToolCall) or _sent_as_reasoning(block)
+    )
+    return Reply(blocks=blocks, stop_reason=completion.stop_reason, usage=completion.usage)
+
+
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(message=assistant_messages(), usage=usages())
 def test_assistant_message_round_trips_through_a_json_reply(message: Message, usage: Usage) -> None:
     assume(all(call.name for call in message.tool_calls))  # a nameless call is a protocol error
     completion = Completion(message=message, stop_reason=_stop_for(message), usage=usage, model="m")
-    body = json.dumps(encode_response(completion)).encode()
+    body = encode_chat(as_reply(completion), model="m")
     decoded = decode_response(body)
     assert decoded.message == expected_reply(message, streamed=False)
     assert decoded.stop_reason is completion.stop_reason
@@ -587,7 +600,8 @@ def test_assistant_message_round_trips_through_a_stream(
 ) -> None:
     assume(all(call.name for call in message.tool_calls))
     completion = Completion(message=message, stop_reason=_stop_for(message), usage=usage, model="m")
-    raw = sse_bytes(encode_stream(completion))
+    chunk_size = data.draw(st.integers(1, 20))
+    raw = encode_chat(as_reply(completion), model="m", stream=True, chunk_size=chunk_size)
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(raw) - 1)), max_size=12)))
     bounds = [0, *cuts, len(raw)]
     deltas, decoded = decode_stream(raw, [raw[a:b] for a, b in itertools.pairwise(bounds)])
@@ -595,6 +609,7 @@ def test_assistant_message_round_trips_through_a_stream(
     assert decoded.message == expected_reply(message, streamed=True)
     assert decoded.stop_reason is completion.stop_reason
     assert decoded.usage == usage
+    assert decoded.model == "m"
     assert_deltas_add_up(deltas, decoded)
 
 
@@ -609,7 +624,7 @@ def test_assistant_message_in_a_request_decodes_like_a_reply(message: Message) -
     body = json.dumps(
         {"id": "chatcmpl-alloy", "choices": [{"index": 0, "message": wire.body["messages"][0]}]}
     ).encode()
-    assert decode_response(body).message == expected_reply(message, streamed=False)
+    assert decode_response(body).message == expected_reply(message, streamed=False, encoded=False)
 
 
 # -- 6. encoding -----------------------------------------------------------------------------------
@@ -1720,27 +1735,24 @@ def test_stream_decoder_implements_the_wire_protocol() -> None:
     assert callable(decoder.feed) and callable(decoder.finish)
 
 
-# -- encode_response / encode_stream -----------------------------------------------------------------
+# -- replies encoded by alloy.testing's wire encoder ---------------------------------------------------
 
 
 def test_encode_stream_shape() -> None:
-    completion = Completion(
-        message=Message.assistant(
-            [Thinking("t", provider=PROVIDER), Text("hi"), ToolCall("c", "f", {"a": 1})]
-        ),
-        stop_reason=StopReason.TOOL_USE,
-        usage=Usage(input_tokens=3, output_tokens=4),
+    blocks = (Thinking("t", provider=PROVIDER), Text("hi"), ToolCall("c", "f", {"a": 1}))
+    reply = Reply(
+        blocks=blocks, stop_reason=StopReason.TOOL_USE, usage=Usage(input_tokens=3, output_tokens=4)
     )
-    events = encode_stream(completion)
+    events = sse_events(encode_stream("chat", reply).body)
     assert events[-1].is_done
     chunks = [json.loads(event.data) for event in events[:-1]]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 3
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
-    without = encode_stream(completion, include_usage=False, done=False)
+    without = sse_events(encode_stream("chat", reply, include_usage=False, done=False).body)
     assert not without[-1].is_done and "usage" not in json.loads(without[-1].data)
     # Without [DONE] and without usage the stream is still complete: it has a finish_reason.
     _, decoded = run_stream(without)
-    assert decoded.message == completion.message
+    assert decoded.message == Message.assistant(blocks)
 
 
 # -- the codec is sans-IO and documented ---------------------------------------------------------------

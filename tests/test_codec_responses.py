@@ -58,13 +58,13 @@ from alloy._codec._responses import (
     decode_request,
     decode_response,
     encode_request,
-    encode_response,
-    encode_stream,
 )
-from alloy._codec._sse import SSEDecoder, SSEEvent, encode_event
+from alloy._codec._sse import SSEDecoder, SSEEvent
 from alloy._events import Delta, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStarted
 from alloy._messages import Block
 from alloy._provider import Completion, Request, StopReason
+from alloy.testing._scripted import Reply
+from alloy.testing._wire_encode import DEFAULT_MODELS, encode_responses
 from strategies import (
     conversations,
     json_objects,
@@ -115,10 +115,6 @@ def run_stream(events: Iterable[SSEEvent]) -> tuple[list[Delta], Completion]:
     for event in events:
         deltas += decoder.feed(event)
     return deltas, decoder.finish()
-
-
-def stream_body(events: Iterable[SSEEvent]) -> bytes:
-    return b"".join(encode_event(event) for event in events)
 
 
 def random_chunks(data: bytes, rng: random.Random) -> Iterator[bytes]:
@@ -580,26 +576,31 @@ def test_reply_round_trip_json_and_sse(
     final_output: bool,
     seed: int,
 ) -> None:
-    original = Completion(
-        message=Message.assistant(blocks), stop_reason=stop, usage=usage, model=model
-    )
-    expected_blocks = [
-        Thinking(b.text, b.signature or None, PROVIDER, b.id) if isinstance(b, Thinking) else b
-        for b in blocks
-    ]
+    original = Reply(blocks=tuple(blocks), stop_reason=stop, usage=usage)
+    # The wire encoder numbers what has no id: reasoning items rs_<id>_<position>, calls call_<n>.
+    expected_blocks: list[Block] = []
+    calls = 0
+    for index, b in enumerate(blocks):
+        if isinstance(b, Thinking):
+            b = Thinking(b.text, b.signature or None, PROVIDER, b.id or f"rs_wire_1_{index}")
+        elif isinstance(b, ToolCall):
+            calls += 1
+            b = ToolCall(b.id or f"call_{calls}", b.name, b.arguments)
+        expected_blocks.append(b)
     expected_stop = stop
     if stop is StopReason.END_TURN and any(isinstance(b, ToolCall) for b in blocks):
         expected_stop = StopReason.TOOL_USE
+    model = model or DEFAULT_MODELS["openai"]
     expected = Completion(
         message=Message.assistant(expected_blocks),
         stop_reason=expected_stop,
         usage=usage,
         model=model,
     )
-    body = json.dumps(encode_response(original)).encode()
-    assert decode_response(body) == expected
-    events = encode_stream(original, chunk_size=chunk_size, final_output=final_output)
-    data = stream_body(events)
+    assert decode_response(encode_responses(original, model=model)) == expected
+    data = encode_responses(
+        original, model=model, stream=True, chunk_size=chunk_size, final_output=final_output
+    )
     deltas, completion = run_stream(sse_events(data, random_chunks(data, random.Random(seed))))
     assert completion == expected
     assert_deltas_add_up(deltas, completion)

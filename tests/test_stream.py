@@ -186,7 +186,8 @@ async def test_provider_error_raises_at_block_exit_when_not_reading() -> None:
 
 
 async def test_exception_in_the_body_propagates_bare() -> None:
-    provider = ScriptedProvider([text("hello there")])
+    # Slow deltas: the run is still streaming when the consumer fails on the first event.
+    provider = ScriptedProvider([text("hello there " * 20)], delta_delay=0.01)
     with pytest.raises(ValueError, match="consumer bug"):
         async with alloy.stream("go", provider=provider) as run:
             async for _event in run:

@@ -399,6 +399,25 @@ def test_encoders_split_text_and_number_unnamed_calls() -> None:
         encode_chat(text("x"), chunk_size=0)
 
 
+def test_stream_options_for_hosts_that_send_less() -> None:
+    # Chat: no usage chunk and no [DONE]; the finish chunk ends the stream.
+    with_done = encode_stream("chat", THOUGHTFUL, include_usage=False)
+    bare = encode_stream("chat", THOUGHTFUL, include_usage=False, done=False)
+    assert with_done.events == (*bare.events, b"data: [DONE]\n\n")
+    assert len(bare.events) == bare.closing + 1
+    (finish,) = payloads(bare.events[-1])
+    assert finish["choices"][0]["finish_reason"] == "tool_calls" and "usage" not in finish
+    assert encode_chat(THOUGHTFUL, stream=True, include_usage=False, done=False) == bare.body
+    # Responses: the final response without its output (the items came in the stream).
+    kept = payloads(encode_responses(THOUGHTFUL, stream=True))[-1]["response"]
+    empty = payloads(encode_responses(THOUGHTFUL, stream=True, final_output=False))[-1]["response"]
+    assert len(kept["output"]) == 4 and empty["output"] == []
+    assert {**kept, "output": []} == empty
+    assert encode_stream("openai", THOUGHTFUL, final_output=False).body == encode_responses(
+        THOUGHTFUL, stream=True, final_output=False
+    )
+
+
 def test_blocks_a_format_cannot_carry_are_refused_up_front() -> None:
     with pytest.raises(ValueError, match=r"script\[1\].*chat.*RedactedThinking"):
         WireServer([text("ok"), reply(alloy.RedactedThinking("opaque"))], format="chat")

@@ -101,9 +101,9 @@ added to the message. An error inside a 200 reply or a stream has no HTTP status
 its object names one (OpenRouter ``"code": 429``, Groq ``"status_code": 400``) it is classified as
 that status, so a rate limit stays a ``RateLimitError``.
 
-For fake servers and tests, the other direction too: :func:`encode_response` and
-:func:`encode_stream` turn a ``Completion`` into what a chat host would send, and
-:func:`decode_request` turns a received request body back into a ``Request``.
+For fake servers and tests, the other direction too: :func:`decode_request` turns a received
+request body back into a ``Request``. Replies as a chat host sends them are encoded by
+``alloy.testing._wire_encode.encode_chat``.
 """
 
 from __future__ import annotations
@@ -140,8 +140,6 @@ __all__ = [
     "decode_request",
     "decode_response",
     "encode_request",
-    "encode_response",
-    "encode_stream",
 ]
 
 PROVIDER = "chat"
@@ -163,16 +161,6 @@ _FINISH_REASONS: dict[str, StopReason] = {
     "refusal": StopReason.REFUSAL,
     "stop_sequence": StopReason.STOP_SEQUENCE,
 }
-
-_WIRE_FINISH: dict[StopReason, str] = {
-    StopReason.END_TURN: "stop",
-    StopReason.TOOL_USE: "tool_calls",
-    StopReason.MAX_TOKENS: "length",
-    StopReason.REFUSAL: "content_filter",
-    StopReason.STOP_SEQUENCE: "stop",
-    StopReason.PAUSE_TURN: "stop",
-}
-
 
 # -- settings ------------------------------------------------------------------------------------
 
@@ -292,9 +280,7 @@ def _encode_user(message: Message) -> list[dict[str, Any]]:
     return wire
 
 
-def _encode_assistant(
-    message: Message, *, send_reasoning: bool, keep_empty: bool = False
-) -> dict[str, Any] | None:
+def _encode_assistant(message: Message, *, send_reasoning: bool) -> dict[str, Any] | None:
     texts: list[str] = []
     parts: list[dict[str, Any]] = []
     reasoning: list[str] = []
@@ -321,7 +307,7 @@ def _encode_assistant(
                 has_unknown = True
         # RedactedThinking, ServerToolCall, ServerToolResult: the chat format cannot carry them.
     content: Any = parts if has_unknown else ("".join(texts) or None)
-    if content is None and not calls and not keep_empty:
+    if content is None and not calls:
         return None
     wire: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
@@ -1079,113 +1065,6 @@ class StreamDecoder:
         return Completion(
             message=Message.assistant(blocks), stop_reason=stop, usage=usage, model=self._model
         )
-
-
-# -- replies as a server sends them (fake servers, tests) ---------------------------------------
-
-
-def _wire_usage(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {
-            "cached_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-        },
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def encode_response(
-    completion: Completion, *, response_id: str = "chatcmpl-alloy"
-) -> dict[str, Any]:
-    """The JSON body a chat host would send for ``completion`` (for fake servers and tests).
-
-    Reasoning is sent as ``reasoning_content``; ``decode_response`` reads it back.
-
-    >>> body = encode_response(Completion(message=Message.assistant("Hi!"),
-    ...                                   stop_reason=StopReason.END_TURN))
-    >>> body["choices"][0]["message"], body["choices"][0]["finish_reason"]
-    ({'role': 'assistant', 'content': 'Hi!', 'reasoning_content': ''}, 'stop')
-    """
-    message = _encode_assistant(completion.message, send_reasoning=True, keep_empty=True)
-    return {
-        "id": response_id,
-        "object": "chat.completion",
-        "model": completion.model or "",
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": _WIRE_FINISH[completion.stop_reason],
-            }
-        ],
-        "usage": _wire_usage(completion.usage),
-    }
-
-
-def encode_stream(
-    completion: Completion,
-    *,
-    include_usage: bool = True,
-    done: bool = True,
-    response_id: str = "chatcmpl-alloy",
-) -> list[SSEEvent]:
-    """The SSE events a chat host would stream for ``completion`` (for fake servers and tests).
-
-    One chunk per text, reasoning or unknown block, in order; each tool call as a first delta
-    with its id and name, then its arguments; the finish chunk; a ``choices: []`` usage chunk
-    when ``include_usage``; ``[DONE]`` when ``done``. Encode them with ``_sse.encode_event``.
-
-    >>> events = encode_stream(Completion(message=Message.assistant("Hi"),
-    ...                                   stop_reason=StopReason.END_TURN))
-    >>> [event.data for event in events][-1]
-    '[DONE]'
-    """
-    base = {"id": response_id, "object": "chat.completion.chunk", "model": completion.model or ""}
-    chunks: list[dict[str, Any]] = []
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> None:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        chunks.append({**base, "choices": [choice]})
-
-    chunk({"role": "assistant", "content": ""})
-    position = 0
-    for block in completion.message.content:
-        kind = type(block)
-        if kind is Text:
-            assert isinstance(block, Text)
-            if block.text:
-                chunk({"content": block.text})
-        elif kind is Thinking:
-            assert isinstance(block, Thinking)
-            if block.text and _sends_reasoning(block):
-                chunk({"reasoning_content": block.text})
-        elif kind is UnknownBlock:
-            assert isinstance(block, UnknownBlock)
-            if block.provider == PROVIDER:
-                chunk({"content": [_plain(block.data)]})
-        elif kind is ToolCall:
-            assert isinstance(block, ToolCall)
-            head = {"name": block.name, "arguments": ""}
-            call = {"index": position, "id": block.id, "type": "function", "function": head}
-            chunk({"tool_calls": [call]})
-            chunk(
-                {
-                    "tool_calls": [
-                        {"index": position, "function": {"arguments": _dumps(block.arguments)}}
-                    ]
-                }
-            )
-            position += 1
-    chunk({}, _WIRE_FINISH[completion.stop_reason])
-    if include_usage:
-        chunks.append({**base, "choices": [], "usage": _wire_usage(completion.usage)})
-    events = [SSEEvent(_dumps(item)) for item in chunks]
-    if done:
-        events.append(SSEEvent("[DONE]"))
-    return events
 
 
 # -- requests as a server receives them (fake servers, tests) -----------------------------------

@@ -45,6 +45,7 @@ from .._messages import (
     UnknownBlock,
     Usage,
 )
+from .._tools._validate import json_type
 
 __all__ = ["dump_messages", "dump_usage", "load_messages", "load_usage"]
 
@@ -70,20 +71,8 @@ class _Invalid(Exception):
 
 
 def _kind(value: object) -> str:
-    """The JSON name of ``value``'s type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
+    """The JSON name of ``value``'s type, for error messages (an int is a ``number``)."""
+    return json_type(value, integers=False)
 
 
 # -- JSON values (ToolCall.arguments, ServerToolResult.content, UnknownBlock.data) -------------

@@ -3,9 +3,9 @@
 It speaks to api.openai.com and to the hosts that copy the API (OpenRouter, DeepSeek, Azure,
 xAI...). No I/O here: ``encode_request`` builds an :class:`HttpRequest`, ``decode_response``
 reads a JSON body, :class:`StreamDecoder` is fed SSE events, ``decode_error`` reads an error
-reply. Server-side helpers for fake servers and tests: ``decode_request`` (a request body back
-to a :class:`Request`), ``encode_response`` and ``encode_stream`` (a :class:`Completion` as the
-API would send it).
+reply. For fake servers and tests, ``decode_request`` reads a request body back into a
+:class:`Request`; replies as the API sends them are encoded by
+``alloy.testing._wire_encode.encode_responses``.
 
 The request
 -----------
@@ -142,8 +142,6 @@ __all__ = [
     "decode_request",
     "decode_response",
     "encode_request",
-    "encode_response",
-    "encode_stream",
 ]
 
 PROVIDER: Final = "openai"
@@ -941,7 +939,7 @@ class StreamDecoder:
         return output
 
 
-# -- the other side: reading a request, writing a reply (fake servers, tests) ----------------
+# -- the other side: reading a request (fake servers, tests) ---------------------------------
 
 
 def decode_request(body: Mapping[str, Any]) -> Request:
@@ -1031,185 +1029,3 @@ def _decode_user_part(part: object) -> Block:
         # A file, an image by URL...: kept as a user message item of its own, re-sent as is.
         return UnknownBlock(data={"role": "user", "content": [dict(part)]}, provider=PROVIDER)
     raise _protocol(f"a message content part is not an object: {part!r:.200}")
-
-
-_REASONS: Final = {
-    StopReason.MAX_TOKENS: "max_output_tokens",
-    StopReason.REFUSAL: "content_filter",
-}
-
-
-def _output_items(message: Message) -> list[dict[str, Any]]:
-    """A message as the output items of a response (with ids, all reasoning kept)."""
-    items: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] | None = None
-    for block in message.content:
-        if isinstance(block, Text):
-            if parts is None:
-                parts = []
-                items.append(
-                    {
-                        "type": "message",
-                        "id": f"msg_{len(items)}",
-                        "status": "completed",
-                        "role": "assistant",
-                        "content": parts,
-                    }
-                )
-            parts.append({"type": "output_text", "text": block.text, "annotations": []})
-            continue
-        parts = None
-        item: dict[str, Any] | None
-        if isinstance(block, Thinking):
-            item = {"type": "reasoning", "summary": [], "encrypted_content": block.signature}
-            if block.text:
-                item["summary"] = [{"type": "summary_text", "text": block.text}]
-            if block.id is not None:
-                item["id"] = block.id
-        elif isinstance(block, ToolCall):
-            item = _encode_block(block)
-            assert item is not None
-            item = {"id": f"fc_{len(items)}", **item, "status": "completed"}
-        else:
-            item = _encode_block(block)
-        if item is not None:
-            items.append(item)
-    return items
-
-
-def encode_response(
-    completion: Completion, *, response_id: str = "resp_alloy", status: str | None = None
-) -> dict[str, Any]:
-    """The Responses object a server would return for ``completion``: the inverse of
-    ``decode_response``, for fake servers and tests.
-
-    ``max_tokens`` and ``refusal`` become ``"status": "incomplete"`` with the matching
-    ``incomplete_details``; other stop reasons ``"completed"`` (``status`` overrides it).
-
-    >>> body = encode_response(Completion(message=Message.assistant("hi"),
-    ...                                   stop_reason=StopReason.END_TURN))
-    >>> decode_response(json.dumps(body).encode()).message.text
-    'hi'
-    """
-    reason = _REASONS.get(completion.stop_reason)
-    usage = completion.usage
-    return {
-        "id": response_id,
-        "object": "response",
-        "status": status or ("incomplete" if reason else "completed"),
-        "incomplete_details": {"reason": reason} if reason else None,
-        "error": None,
-        "model": completion.model,
-        "output": _output_items(completion.message),
-        "usage": {
-            "input_tokens": usage.input_tokens,
-            "input_tokens_details": {
-                "cached_tokens": usage.cache_read_tokens,
-                "cache_write_tokens": usage.cache_write_tokens,
-            },
-            "output_tokens": usage.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-            "total_tokens": usage.total_tokens,
-        },
-    }
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)] or []
-
-
-def encode_stream(
-    completion: Completion,
-    *,
-    response_id: str = "resp_alloy",
-    chunk_size: int = 8,
-    final_output: bool = True,
-) -> list[SSEEvent]:
-    """The SSE events a server would stream for ``completion`` (each with its ``event:``
-    name), ending with ``response.completed`` or ``response.incomplete``.
-
-    Texts, arguments and reasoning are streamed ``chunk_size`` characters per delta.
-    ``final_output=False`` sends the final response with ``"output": []``, as some hosts do.
-
-    >>> events = encode_stream(Completion(message=Message.assistant("hello"),
-    ...                                   stop_reason=StopReason.END_TURN), chunk_size=3)
-    >>> [e.event for e in events if e.event.endswith("delta")]
-    ['response.output_text.delta', 'response.output_text.delta']
-    """
-    final = encode_response(completion, response_id=response_id)
-    events: list[dict[str, Any]] = []
-
-    def emit(kind: str, **fields: Any) -> None:
-        events.append({"type": kind, "sequence_number": len(events), **fields})
-
-    start = {**final, "status": "in_progress", "output": [], "usage": None}
-    emit("response.created", response=start)
-    emit("response.in_progress", response=start)
-    for index, item in enumerate(final["output"]):
-        kind = item.get("type")
-        at: dict[str, Any] = {"output_index": index}
-        if isinstance(item.get("id"), str):
-            at["item_id"] = item["id"]
-        if kind == "message":
-            emit("response.output_item.added", output_index=index, item={**item, "content": []})
-            for part_index, part in enumerate(item["content"]):
-                emit(
-                    "response.content_part.added",
-                    **at,
-                    content_index=part_index,
-                    part={**part, "text": ""},
-                )
-                for piece in _chunks(part["text"], chunk_size):
-                    emit("response.output_text.delta", **at, content_index=part_index, delta=piece)
-                emit("response.output_text.done", **at, content_index=part_index, text=part["text"])
-                emit("response.content_part.done", **at, content_index=part_index, part=part)
-        elif kind == "function_call":
-            emit("response.output_item.added", output_index=index, item={**item, "arguments": ""})
-            for piece in _chunks(item["arguments"], chunk_size):
-                emit("response.function_call_arguments.delta", **at, delta=piece)
-            emit("response.function_call_arguments.done", **at, arguments=item["arguments"])
-        elif kind == "reasoning":
-            emit(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "summary": [], "content": []},
-            )
-            for summary_index, part in enumerate(item.get("summary", [])):
-                emit(
-                    "response.reasoning_summary_part.added",
-                    **at,
-                    summary_index=summary_index,
-                    part={"type": "summary_text", "text": ""},
-                )
-                for piece in _chunks(part["text"], chunk_size):
-                    emit(
-                        "response.reasoning_summary_text.delta",
-                        **at,
-                        summary_index=summary_index,
-                        delta=piece,
-                    )
-                emit(
-                    "response.reasoning_summary_text.done",
-                    **at,
-                    summary_index=summary_index,
-                    text=part["text"],
-                )
-            for content_index, part in enumerate(item.get("content", [])):
-                for piece in _chunks(part["text"], chunk_size):
-                    emit(
-                        "response.reasoning_text.delta",
-                        **at,
-                        content_index=content_index,
-                        delta=piece,
-                    )
-        else:
-            emit("response.output_item.added", output_index=index, item=item)
-        emit("response.output_item.done", output_index=index, item=item)
-    end = final if final_output else {**final, "output": []}
-    emit(
-        "response.incomplete" if end["status"] == "incomplete" else "response.completed",
-        response=end,
-    )
-    return [
-        SSEEvent(json.dumps(event, ensure_ascii=False), event=event["type"]) for event in events
-    ]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["schema_errors"]
+__all__ = ["json_type", "schema_errors"]
 
 _MAX_ERRORS = 5
 
@@ -36,16 +36,24 @@ def _describe(value: Any) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{_json_type(value)} {text}"
+    return f"{json_type(value)} {text}"
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: object, *, integers: bool = True) -> str:
+    """The JSON name of ``value``'s type (the Python type name for anything else).
+
+    An ``int`` is an ``integer``, or a ``number`` when ``integers`` is false (error messages about
+    JSON data, which has only numbers, use that).
+
+    >>> json_type(3), json_type(3, integers=False), json_type(True), json_type((1,)), json_type(b"")
+    ('integer', 'number', 'boolean', 'array', 'bytes')
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if integers else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):

@@ -497,6 +497,7 @@ def encode_responses(
     chunk_size: int = 16,
     response_id: str = "resp_wire_1",
     created: int = _CREATED,
+    final_output: bool = True,
 ) -> bytes:
     """The OpenAI Responses API response for ``reply``: a ``response`` object, or its stream.
 
@@ -512,19 +513,27 @@ def encode_responses(
     ``response.function_call_arguments.delta``/``.done``,
     ``response.reasoning_summary_text.delta``... with their ``part``/``done`` events) and
     ``response.output_item.done``, then ``response.completed`` (or ``response.incomplete``)
-    with the whole response and its usage. Every event has ``event:`` and ``sequence_number``.
+    with the whole response and its usage (``final_output=False`` sends that response with
+    ``"output": []``, as some hosts do). Every event has ``event:`` and ``sequence_number``.
+    Item ids are numbered by position: ``msg_<id>_<i>``, ``fc_<id>_<i>`` and, for reasoning
+    without an id of its own, ``rs_<id>_<i>`` (``<id>`` is ``response_id`` without ``resp_``).
 
     >>> json.loads(encode_responses(text("hi")))["output"][0]["content"][0]["text"]
     'hi'
     """
     _check_chunk_size(chunk_size)
     if stream:
-        return _responses_stream(reply, model, chunk_size, response_id, created).body
+        return _responses_stream(reply, model, chunk_size, response_id, created, final_output).body
     return _json(_responses_object(reply, model, response_id, created, final=True)).encode()
 
 
 def _responses_stream(
-    reply: Reply, model: str, chunk_size: int, response_id: str, created: int
+    reply: Reply,
+    model: str,
+    chunk_size: int,
+    response_id: str,
+    created: int,
+    final_output: bool,
 ) -> EncodedStream:
     _check_chunk_size(chunk_size)
     events: list[bytes] = []
@@ -584,7 +593,7 @@ def _responses_stream(
         emit("response.output_item.done", output_index=index, item=item)
     closing = len(events)
     kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
-    emit(kind, response=final)
+    emit(kind, response=final if final_output else {**final, "output": []})
     return EncodedStream(tuple(events), closing)
 
 
@@ -618,6 +627,7 @@ def encode_chat(
     response_id: str = "chatcmpl-wire-1",
     created: int = _CREATED,
     include_usage: bool = True,
+    done: bool = True,
 ) -> bytes:
     """The chat completions response for ``reply``: a ``chat.completion``, or its chunk stream.
 
@@ -630,14 +640,17 @@ def encode_chat(
     ``delta.content`` and ``delta.tool_calls`` (by ``index``; ``id``, ``type`` and the name only in
     the first fragment of a call), a chunk with ``finish_reason``, a usage chunk with
     ``choices: []`` (when ``include_usage``, as ``stream_options.include_usage`` asks), then
-    ``data: [DONE]``. No ``event:`` lines.
+    ``data: [DONE]`` (unless ``done`` is false: some hosts end the stream without it). No
+    ``event:`` lines.
 
     >>> json.loads(encode_chat(text("hi")))["choices"][0]["message"]["content"]
     'hi'
     """
     _check_chunk_size(chunk_size)
     if stream:
-        return _chat_stream(reply, model, chunk_size, response_id, created, include_usage).body
+        return _chat_stream(
+            reply, model, chunk_size, response_id, created, include_usage, done
+        ).body
     check_blocks("chat", reply.blocks)
     texts = [block.text for block in reply.blocks if isinstance(block, Text)]
     thoughts = [block.text for block in reply.blocks if isinstance(block, Thinking)]
@@ -690,6 +703,7 @@ def _chat_stream(
     response_id: str,
     created: int,
     include_usage: bool,
+    done: bool,
 ) -> EncodedStream:
     _check_chunk_size(chunk_size)
     check_blocks("chat", reply.blocks)
@@ -739,7 +753,8 @@ def _chat_stream(
     chunk({}, _CHAT_FINISH[reply.stop_reason])
     if include_usage:
         chunk(None)
-    events.append(_sse("[DONE]"))
+    if done:
+        events.append(_sse("[DONE]"))
     return EncodedStream(tuple(events), closing)
 
 
@@ -756,6 +771,8 @@ def encode(
     response_id: str | None = None,
     created: int = _CREATED,
     include_usage: bool = True,
+    done: bool = True,
+    final_output: bool = True,
 ) -> bytes:
     """The response body for ``reply`` in ``format`` (``"anthropic"``, ``"openai"``, ``"chat"``).
 
@@ -771,6 +788,8 @@ def encode(
             response_id=response_id,
             created=created,
             include_usage=include_usage,
+            done=done,
+            final_output=final_output,
         ).body
     model = model or DEFAULT_MODELS[format]
     if format == "anthropic":
@@ -805,8 +824,13 @@ def encode_stream(
     response_id: str | None = None,
     created: int = _CREATED,
     include_usage: bool = True,
+    done: bool = True,
+    final_output: bool = True,
 ) -> EncodedStream:
     """The streamed response for ``reply`` in ``format``, one SSE event at a time.
+
+    ``include_usage`` and ``done`` apply to ``"chat"`` (see :func:`encode_chat`),
+    ``final_output`` to ``"openai"`` (see :func:`encode_responses`).
 
     >>> stream = encode_stream("anthropic", text("hello"), chunk_size=2)
     >>> [e.split(b"\\n")[0] for e in stream.events][:3]
@@ -817,10 +841,18 @@ def encode_stream(
     if format == "anthropic":
         return _anthropic_stream(reply, model, chunk_size, response_id or "msg_wire_1")
     if format == "openai":
-        return _responses_stream(reply, model, chunk_size, response_id or "resp_wire_1", created)
+        return _responses_stream(
+            reply, model, chunk_size, response_id or "resp_wire_1", created, final_output
+        )
     if format == "chat":
         return _chat_stream(
-            reply, model, chunk_size, response_id or "chatcmpl-wire-1", created, include_usage
+            reply,
+            model,
+            chunk_size,
+            response_id or "chatcmpl-wire-1",
+            created,
+            include_usage,
+            done,
         )
     raise ValueError(f"unknown wire format {format!r}; use 'anthropic', 'openai' or 'chat'")
 
