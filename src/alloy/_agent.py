@@ -284,6 +284,9 @@ class AgentOptions(TypedDict, total=False):
     ``pubsub``, ``subscribe``, ``max_pending`` and ``on_shutdown``. (``name`` is a separate
     keyword of ``Agent.start`` and ``Agent.open``, and the first argument of
     ``ChildSpec.agent``.)
+
+    >>> options: alloy.AgentOptions = {"provider": provider, "max_pending": 4}
+    >>> agent = await alloy.Agent.start(nursery, **options)
     """
 
     provider: Required[Provider]

@@ -287,6 +287,17 @@ class CompactionContext:
     says it fits). ``estimate(messages)`` is the corrected estimate of the whole request with
     those messages (the current ones by default). ``provider`` is the run's provider, for a
     compactor that summarises.
+
+    A custom compactor that keeps the first message and the last ten::
+
+        class KeepRecent:
+            async def compact(self, context: alloy.CompactionContext) -> alloy.CompactionResult:
+                if not context.force and context.estimate() <= context.max_tokens:
+                    return alloy.CompactionResult(messages=context.messages)
+                recent = list(context.messages[-10:])
+                while recent and recent[0].tool_results:  # never keep a result without its call
+                    recent.pop(0)
+                return alloy.CompactionResult(messages=(context.messages[0], *recent))
     """
 
     messages: tuple[Message, ...]
@@ -316,6 +327,8 @@ class CompactionResult:
     ``usage`` (model calls the compactor made) is added to the run's usage; ``limit`` is the
     estimate the compactor aimed under (reported in ``Compacted``); the counts and ``fallback``
     are reported as they are.
+
+    >>> alloy.CompactionResult(messages=kept, dropped_messages=len(dropped))
     """
 
     messages: tuple[Message, ...] = attrs.field(converter=_message_tuple)

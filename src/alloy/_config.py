@@ -23,7 +23,11 @@ __all__ = ["RunConfig", "RunOptions", "build_config"]
 
 
 class RunOptions(TypedDict, total=False):
-    """The keyword options ``alloy.run``, ``alloy.stream`` and ``alloy.run_sync`` accept."""
+    """The keyword options ``alloy.run``, ``alloy.stream`` and ``alloy.run_sync`` accept.
+
+    >>> options: alloy.RunOptions = {"provider": provider, "max_turns": 5}
+    >>> await alloy.run("hi", **options)
+    """
 
     provider: Provider
     tools: Iterable[Tool | Callable[..., Any]]

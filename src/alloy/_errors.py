@@ -123,15 +123,24 @@ class ProviderError(AlloyError):
 
 
 class AuthenticationError(ProviderError):
-    """401: the API key is missing, wrong or revoked."""
+    """401: the API key is missing, wrong or revoked.
+
+    >>> except alloy.AuthenticationError: print("check ANTHROPIC_API_KEY")
+    """
 
 
 class PermissionDeniedError(ProviderError):
-    """403: the key may not use this model or feature."""
+    """403: the key may not use this model or feature.
+
+    >>> except alloy.PermissionDeniedError as exc: print(exc.body)
+    """
 
 
 class NotFoundError(ProviderError):
-    """404: the model or the API path does not exist (check ``model`` and ``api_url``)."""
+    """404: the model or the API path does not exist (check ``model`` and ``api_url``).
+
+    >>> except alloy.NotFoundError: print("unknown model or api_url")
+    """
 
 
 class InvalidRequestError(ProviderError):
@@ -142,31 +151,52 @@ class InvalidRequestError(ProviderError):
 
 
 class ContextLengthExceeded(InvalidRequestError):
-    """The conversation is longer than the model's context window."""
+    """The conversation is longer than the model's context window.
+
+    >>> except alloy.ContextLengthExceeded: ...   # compaction retries once on its own
+    """
 
 
 class RateLimitError(ProviderError):
-    """429: too many requests or tokens; ``retry_after`` says when to try again, if known."""
+    """429: too many requests or tokens; ``retry_after`` says when to try again, if known.
+
+    >>> except alloy.RateLimitError as exc: await trio.sleep(exc.retry_after or 30)
+    """
 
 
 class OverloadedError(ProviderError):
-    """The provider is overloaded (Anthropic 529, 503 "overloaded"); retryable."""
+    """The provider is overloaded (Anthropic 529, 503 "overloaded"); retryable.
+
+    >>> except alloy.OverloadedError: provider = backup
+    """
 
 
 class ServerError(ProviderError):
-    """The provider failed (5xx); retryable."""
+    """The provider failed (5xx); retryable.
+
+    >>> except alloy.ServerError as exc: log.warning("%s %s", exc.status, exc.request_id)
+    """
 
 
 class ProviderTimeout(ProviderError):
-    """No reply in time: connecting, between streamed chunks, or the run's deadline."""
+    """No reply in time: connecting, between streamed chunks, or the run's deadline.
+
+    >>> Anthropic(model=..., read_timeout=30, timeout=300)   # idle and overall bounds
+    """
 
 
 class ProviderConnectionError(ProviderError):
-    """The connection could not be made or broke before the reply was complete."""
+    """The connection could not be made or broke before the reply was complete.
+
+    >>> except alloy.ProviderConnectionError: print("is the server up?")
+    """
 
 
 class ProtocolError(ProviderError):
-    """The reply breaks its wire format (bad JSON, a stream cut before its end...)."""
+    """The reply breaks its wire format (bad JSON, a stream cut before its end...).
+
+    >>> except alloy.ProtocolError as exc: print(exc.body)
+    """
 
 
 class ScriptExhausted(ProviderError):
@@ -180,6 +210,8 @@ class MiddlewareError(AlloyError):
     """A middleware hook raised, or returned a value that hook may not return.
 
     ``hook`` names the hook, for example ``"before_tool_call"``.
+
+    >>> except alloy.MiddlewareError as exc: print(exc.hook, exc.result.status)
     """
 
     def __init__(self, message: str, *, hook: str, result: Result | None = None) -> None:

@@ -31,6 +31,9 @@ class StopReason(enum.StrEnum):
     - ``refusal``: the model (or a content filter) declined to answer.
     - ``pause_turn``: the provider paused a long server-side turn; the run sends the
       conversation back so it can continue.
+
+    >>> alloy.StopReason("max_tokens") == "max_tokens"
+    True
     """
 
     END_TURN = "end_turn"
@@ -73,7 +76,10 @@ class Completion:
 
 
 class DeltaSink(Protocol):
-    """Where a streaming provider sends deltas; a ``trio.MemorySendChannel[Delta]`` is one."""
+    """Where a streaming provider sends deltas; a ``trio.MemorySendChannel[Delta]`` is one.
+
+    >>> await deltas.send(alloy.TextDelta(text="Hel"))
+    """
 
     async def send(self, value: Delta, /) -> None: ...
 

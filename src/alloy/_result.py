@@ -22,6 +22,8 @@ class Status(enum.StrEnum):
     - ``halted``: a middleware halted the run; ``result.reason`` says why.
     - ``cancelled``: the run was cancelled (a streamed run after ``break`` or cancellation).
     - ``error``: the run failed; only seen on ``AlloyError.result``.
+
+    >>> if result.status == alloy.Status.MAX_TURNS: ...
     """
 
     COMPLETED = "completed"

@@ -35,7 +35,10 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 
 @attrs.frozen(kw_only=True)
 class Reply:
-    """One scripted model reply. Build it with ``text``, ``tool_call`` or ``reply``."""
+    """One scripted model reply. Build it with ``text``, ``tool_call`` or ``reply``.
+
+    >>> Reply(blocks=(Text("hi"),), stop_reason=StopReason.END_TURN)   # text("hi") is the same
+    """
 
     blocks: tuple[Block, ...]
     stop_reason: StopReason = StopReason.END_TURN
@@ -45,7 +48,10 @@ class Reply:
 
 @attrs.frozen(kw_only=True)
 class Fail:
-    """A scripted failure: the provider raises ``error`` (after ``delay`` seconds)."""
+    """A scripted failure: the provider raises ``error`` (after ``delay`` seconds).
+
+    >>> Fail(error=alloy.RateLimitError("slow down", retryable=True))   # or error("...")
+    """
 
     error: AlloyError
     delay: float = 0.0
