@@ -670,7 +670,7 @@ def count_tasks() -> int:
 async def settle_to(count: int) -> None:
     """Assert the task count comes back to ``count``; the server's connection task takes a few
     scheduling steps to end after it noticed the disconnect, hence the short grace."""
-    with trio.move_on_after(2):
+    with trio.move_on_after(5):  # generous: a loaded machine schedules slowly
         while count_tasks() != count:
             await trio.sleep(0.01)
     assert count_tasks() == count
