@@ -141,6 +141,24 @@ def delay(seconds: float, item: ScriptItem) -> ScriptItem:
     return attrs.evolve(item, delay=seconds)
 
 
+class CallNumbering:
+    """Gives tool calls without an id the ids ``call_1``, ``call_2``... across a script."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def __call__(self, reply: Reply) -> Reply:
+        blocks: list[Block] = []
+        for block in reply.blocks:
+            if isinstance(block, ToolCall) and not block.id:
+                self._count += 1
+                block = ToolCall(
+                    id=f"call_{self._count}", name=block.name, arguments=block.arguments
+                )
+            blocks.append(block)
+        return attrs.evolve(reply, blocks=tuple(blocks))
+
+
 class _Streamer:
     """Shared by both providers: number calls, record requests, stream a reply as deltas."""
 
@@ -150,18 +168,7 @@ class _Streamer:
         self.requests: list[Request] = []
         self._chunk_size = chunk_size
         self._delta_delay = delta_delay
-        self._calls = 0
-
-    def _number(self, item: Reply) -> Reply:
-        blocks: list[Block] = []
-        for block in item.blocks:
-            if isinstance(block, ToolCall) and not block.id:
-                self._calls += 1
-                block = ToolCall(
-                    id=f"call_{self._calls}", name=block.name, arguments=block.arguments
-                )
-            blocks.append(block)
-        return attrs.evolve(item, blocks=tuple(blocks))
+        self._number = CallNumbering()
 
     def _chunks(self, content: str) -> list[str]:
         if self._chunk_size is None:

@@ -46,9 +46,8 @@ from .._errors import (
     ProviderTimeout,
     RateLimitError,
 )
-from .._messages import Block, ToolCall
 from .._provider import Request
-from ._scripted import Fail, Reply, text
+from ._scripted import CallNumbering, Fail, Reply, text
 from ._wire_encode import (
     DEFAULT_MODELS,
     PATH_SUFFIXES,
@@ -428,7 +427,7 @@ class WireServer:
         self._script: list[WireItem] = []
         self._responder = responder
         self._next = 0
-        self._calls = 0
+        self._number = CallNumbering()
         self._answered = 0
         self._url: str | None = None
         self._manager: Any = None
@@ -661,17 +660,6 @@ class WireServer:
             chunked=chunked,
             content_length=not framed,
         )
-
-    def _number(self, reply: Reply) -> Reply:
-        blocks: list[Block] = []
-        for block in reply.blocks:
-            if isinstance(block, ToolCall) and not block.id:
-                self._calls += 1
-                block = ToolCall(
-                    id=f"call_{self._calls}", name=block.name, arguments=block.arguments
-                )
-            blocks.append(block)
-        return attrs.evolve(reply, blocks=tuple(blocks))
 
     def _model(self, request: RecordedRequest) -> str:
         if self.model:
