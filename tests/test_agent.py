@@ -761,3 +761,27 @@ async def test_no_task_survives_the_agent() -> None:
         await agent.chat("hi")
         assert count_tasks() > before
     assert count_tasks() == before
+
+
+# -- bad prompts and providers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        (alloy.Message.assistant("hi"), "a prompt must be a user message, got role 'assistant'"),
+        (42, "prompt must be a string, a Message or blocks, got 42"),
+    ],
+)
+async def test_a_bad_prompt_is_a_config_error(prompt: object, message: str) -> None:
+    async with Agent.open(provider=ScriptedProvider([text("never")])) as agent:
+        with pytest.raises(alloy.ConfigError, match=message):
+            await agent.chat(prompt)  # type: ignore[arg-type]
+        assert await agent.messages() == ()
+
+
+async def test_set_model_refuses_what_is_not_a_provider() -> None:
+    async with Agent.open(provider=ScriptedProvider([text("still here")])) as agent:
+        with pytest.raises(alloy.ConfigError, match="provider must have an async complete"):
+            await agent.set_model(object())  # type: ignore[arg-type]
+        assert (await agent.chat("hi")).text == "still here"

@@ -55,7 +55,7 @@ import attrs
 import outcome
 import trio
 
-from ._config import RunConfig, build_config
+from ._config import RunConfig, build_config, check_provider, prompt_message
 from ._emit import Emitter
 from ._errors import AlloyError, ConfigError
 from ._events import Event, RunCompleted
@@ -378,25 +378,11 @@ def _with_provider(config: RunConfig, provider: Provider) -> RunConfig:
     return config.with_provider(provider)
 
 
-def _check_provider(provider: object) -> Provider:
-    if not callable(getattr(provider, "complete", None)):
-        raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
-    return provider  # type: ignore[return-value]
-
-
 def _to_message(prompt: object) -> Message:
-    if isinstance(prompt, str):
-        return Message.user(prompt)
-    if isinstance(prompt, Message):
-        if prompt.role != "user":
-            raise ConfigError(f"a prompt must be a user message, got role {prompt.role!r}")
-        return prompt
-    if isinstance(prompt, Sequence):
-        try:
-            return Message.user(prompt)
-        except (TypeError, ValueError):
-            pass
-    raise ConfigError(f"prompt must be a string, a user Message or blocks, got {prompt!r}")
+    message = prompt_message(prompt)  # type: ignore[arg-type]
+    if message.role != "user":
+        raise ConfigError(f"a prompt must be a user message, got role {message.role!r}")
+    return message
 
 
 def _check_request_id(request_id: object) -> str:
@@ -1171,7 +1157,7 @@ class Agent:
             await agent.set_model(OpenAI(api_key=key, model="gpt-5.4"))
         """
         actor = self._live()
-        checked = _check_provider(provider)
+        checked = check_provider(provider)
         await actor.call(lambda: actor.set_model(checked))
 
     async def health(self) -> AgentHealth:

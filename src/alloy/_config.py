@@ -19,7 +19,7 @@ from ._provider import Provider
 from ._tools._function import FunctionTool, tool as make_tool
 from ._tools._tool import Tool, ToolSpec
 
-__all__ = ["RunConfig", "RunOptions", "build_config"]
+__all__ = ["RunConfig", "RunOptions", "build_config", "check_provider", "prompt_message"]
 
 
 class RunOptions(TypedDict, total=False):
@@ -102,11 +102,10 @@ def build_config(
 
     ``require_prompt=False`` accepts an empty conversation (an Agent's, before its first
     message)."""
-    if not callable(getattr(provider, "complete", None)):
-        raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
+    check_provider(provider)
     history = _messages(messages)
     if prompt is not None:
-        history += (_prompt(prompt),)
+        history += (prompt_message(prompt),)
     if not history and require_prompt:
         raise ConfigError("nothing to send: give a prompt or messages=")
     tool_map = _tools(tools)
@@ -175,7 +174,15 @@ def _compactor(compaction: bool | Compactor) -> Compactor | None:
     return compaction
 
 
-def _prompt(prompt: str | Message | Sequence[Block]) -> Message:
+def check_provider(provider: object) -> Provider:
+    """``provider`` if it can serve as one; a ``ConfigError`` otherwise."""
+    if not callable(getattr(provider, "complete", None)):
+        raise ConfigError(f"provider must have an async complete(request) method, got {provider!r}")
+    return provider  # type: ignore[return-value]
+
+
+def prompt_message(prompt: str | Message | Sequence[Block]) -> Message:
+    """The message a prompt stands for (a string or blocks become a user message)."""
     if isinstance(prompt, Message):
         return prompt
     if isinstance(prompt, str):
