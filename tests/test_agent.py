@@ -28,26 +28,7 @@ from alloy._agent import (
     SessionHalted,
 )
 from alloy.testing import FunctionProvider, ScriptedProvider, delay, text, tool_call
-
-
-def count_tasks() -> int:
-    """Every task alive under the root task."""
-
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
-
-
-def every_call_answered(messages: tuple[alloy.Message, ...]) -> bool:
-    for index, message in enumerate(messages):
-        ids = {c.id for c in message.tool_calls}
-        if ids:
-            if index + 1 >= len(messages):
-                return False
-            if not ids <= {r.call_id for r in messages[index + 1].tool_results}:
-                return False
-    return True
+from support import answered, count_tasks
 
 
 def roles(messages: tuple[alloy.Message, ...]) -> list[str]:
@@ -197,7 +178,7 @@ async def test_cancelled_during_a_tool_call_rolls_back(
         assert (await agent.usage()).input_tokens == 10
         result = await agent.chat("again")
         assert result.text == "after"
-        assert every_call_answered(result.messages)
+        answered(result.messages)
 
 
 async def test_stream_chat_streams_and_commits() -> None:
@@ -483,7 +464,7 @@ async def test_stop_fails_the_running_and_queued_calls(
     running = errors["running"].result
     assert running is not None  # the running request's partial result
     assert running.status == "cancelled"
-    assert every_call_answered(running.messages)
+    answered(running.messages)
     queued = errors["queued 1"].result
     assert queued is not None
     assert queued.status == "error"

@@ -16,27 +16,7 @@ import trio
 import alloy
 from alloy.testing import ScriptedProvider, call, reply, text, tool_call
 from alloy.tools import Bash
-
-
-def count_tasks() -> int:
-    """Every task alive under the root task."""
-
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
-
-
-def every_call_answered(messages: tuple[alloy.Message, ...]) -> bool:
-    for index, message in enumerate(messages):
-        ids = {c.id for c in message.tool_calls}
-        if ids:
-            if index + 1 >= len(messages):
-                return False
-            answered = {r.call_id for r in messages[index + 1].tool_results}
-            if not ids <= answered:
-                return False
-    return True
+from support import answered, count_tasks
 
 
 def process_gone(pid: int) -> bool:
@@ -112,7 +92,7 @@ async def test_break_mid_tool_cancels_it_and_answers_every_call(echo: object) ->
     result = run.result
     assert result is not None
     assert result.status == "cancelled"
-    assert every_call_answered(result.messages)
+    answered(result.messages)
     answers = result.messages[-1].tool_results
     assert answers[0].content == "Echo: quick" and not answers[0].is_error
     assert answers[1].is_error and "cancelled" in answers[1].content
@@ -133,7 +113,7 @@ async def test_caller_cancellation_of_a_stream() -> None:
     assert blocker.cancelled
     assert run.result is not None
     assert run.result.status == "cancelled"
-    assert every_call_answered(run.result.messages)
+    answered(run.result.messages)
 
 
 async def test_resume_after_cancellation() -> None:
@@ -145,7 +125,7 @@ async def test_resume_after_cancellation() -> None:
     follow_up = ScriptedProvider([text("resumed")])
     resumed = await alloy.run("go on", provider=follow_up, messages=run.result.messages)
     assert resumed.text == "resumed"
-    assert every_call_answered(resumed.messages)
+    answered(resumed.messages)
 
 
 async def test_cancelling_run_cancels_every_tool() -> None:

@@ -20,6 +20,7 @@ import trio
 import alloy
 from alloy._tools._executor import CLEANUP_GRACE
 from alloy.testing import FunctionProvider, ScriptedProvider, call, reply, text, tool_call
+from support import answered
 
 
 class Probe:
@@ -46,19 +47,6 @@ class Probe:
     async def execute(self, arguments: Mapping[str, Any], context: alloy.ToolContext) -> Any:
         self.calls.append(arguments)
         return await self._body(arguments, context)
-
-
-def answered(messages: tuple[alloy.Message, ...]) -> None:
-    """Every tool call of an assistant message has exactly one result in the next message."""
-    for index, message in enumerate(messages):
-        if message.role != "assistant" or not message.tool_calls:
-            continue
-        assert index + 1 < len(messages), "the transcript ends with unanswered tool calls"
-        following = messages[index + 1]
-        assert following.role == "user"
-        assert sorted(r.call_id for r in following.tool_results) == sorted(
-            c.id for c in message.tool_calls
-        )
 
 
 def results_of(result: alloy.Result, turn: int = 1) -> tuple[alloy.ToolResult, ...]:

@@ -17,6 +17,7 @@ import trio
 
 import alloy
 from alloy.testing import ScriptedProvider, call, error, reply, text, tool_call
+from support import answered
 
 
 class Spy:
@@ -40,19 +41,6 @@ class Spy:
         if self._trace is not None:
             self._trace.append(f"tool:{arguments['text']}")
         return f"Spy: {arguments['text']}"
-
-
-def answered(messages: Sequence[alloy.Message]) -> None:
-    """Every tool call of an assistant message has exactly one result in the next message."""
-    for index, message in enumerate(messages):
-        if message.role != "assistant" or not message.tool_calls:
-            continue
-        assert index + 1 < len(messages), "the transcript ends with unanswered tool calls"
-        following = messages[index + 1]
-        assert following.role == "user"
-        assert sorted(r.call_id for r in following.tool_results) == sorted(
-            c.id for c in message.tool_calls
-        )
 
 
 def two_calls_then_done() -> ScriptedProvider:

@@ -35,6 +35,7 @@ from alloy.testing import (
     tool_call,
 )
 from alloy.testing._wire_encode import encode_stream
+from support import count_tasks
 
 FORMATS = ("anthropic", "openai", "chat")
 MODELS = {"anthropic": "claude-test-1", "openai": "gpt-test-1", "chat": "llama-test-1"}
@@ -656,15 +657,6 @@ async def test_every_fallback_failing_raises_the_last_error() -> None:
 
 
 # -- cancellation --------------------------------------------------------------------------------
-
-
-def count_tasks() -> int:
-    """Every task alive under the root task."""
-
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
 
 
 async def settle_to(count: int) -> None:

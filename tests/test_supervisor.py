@@ -17,13 +17,7 @@ from alloy import _agent
 from alloy._agent import Agent, AgentCrashed, AgentStopped, Session
 from alloy._supervisor import ChildSpec, RestartIntensityExceeded, open_supervisor
 from alloy.testing import ScriptedProvider, delay, text
-
-
-def count_tasks() -> int:
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
+from support import count_tasks
 
 
 class Boom(Exception):

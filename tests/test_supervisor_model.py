@@ -24,6 +24,7 @@ import trio.testing
 from hypothesis import assume, given, settings, strategies as st
 
 from alloy._supervisor import ChildSpec, RestartIntensityExceeded, Strategy, open_supervisor
+from support import count_tasks
 
 HORIZON = 40
 
@@ -82,13 +83,6 @@ def model(
         for g in group:
             incarnation[g] += 1
             started_at[g] = now
-
-
-def count_tasks() -> int:
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
 
 
 def run_supervisor(

@@ -39,6 +39,7 @@ from alloy.testing._wire_server import (
     stall,
     stream_error,
 )
+from support import count_tasks
 
 FORMATS = ("anthropic", "openai", "chat")
 PATHS = {"anthropic": "/v1/messages", "openai": "/v1/responses", "chat": "/v1/chat/completions"}
@@ -144,15 +145,6 @@ def reassemble(format: str, body: bytes) -> dict[str, Any]:
                     calls[fragment["index"]]["args"] += fragment["function"]["arguments"]
     out["calls"] = [(c["id"], c["name"], json.loads(c["args"])) for c in calls.values()]
     return out
-
-
-def count_tasks() -> int:
-    """Every task alive under the root task."""
-
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    return walk(trio.lowlevel.current_root_task())
 
 
 def recorded(format: str) -> list[dict[str, Any]]:
