@@ -417,13 +417,20 @@ def test_bad_usage_raises_config_error(data: Any, message: str) -> None:
     assert str(info.value) == message
 
 
+def _smuggled(item: object) -> Message:
+    """A message holding a non-block, past the constructor's check (as only a bypass can)."""
+    message = Message.user("placeholder")
+    object.__setattr__(message, "content", (item,))
+    return message
+
+
 @pytest.mark.parametrize(
     ("items", "message"),
     [
         ("hello", "expected an iterable of messages, got string"),
         (Message.user("hi"), "expected an iterable of messages, got Message"),
         (["hello"], "message 0: expected a Message, got string"),
-        ([Message.user(["hello"])], "message 0: content[0]: expected a content block, got string"),  # type: ignore[list-item]
+        ([_smuggled("hello")], "message 0: content[0]: expected a content block, got string"),
         (
             [Message.user("a"), Message.assistant([ToolCall("c", "f", {"when": object()})])],
             "message 1: content[0]: at ['when']: object is not a JSON value",

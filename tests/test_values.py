@@ -372,3 +372,11 @@ def test_tool_call_record_is_error(outcome: str, is_error: bool) -> None:
 def test_tool_call_record_defaults_to_ok() -> None:
     record = alloy.ToolCallRecord(id="c1", name="read", arguments={}, turn=1, duration=0.0)
     assert (record.outcome, record.error, record.is_error) == ("ok", None, False)
+
+
+@pytest.mark.parametrize(
+    "content", [b"bytes", ["a plain string in a list"], [{"type": "text"}], [3]]
+)
+def test_message_content_must_be_a_string_or_blocks(content: object) -> None:
+    with pytest.raises(TypeError, match="message content must be a string or blocks"):
+        alloy.Message.user(content)  # type: ignore[arg-type]

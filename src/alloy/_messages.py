@@ -166,10 +166,29 @@ Block: TypeAlias = (
 )
 
 
+_BLOCK_TYPES = (
+    Text,
+    Thinking,
+    RedactedThinking,
+    ToolCall,
+    ToolResult,
+    Image,
+    ServerToolCall,
+    ServerToolResult,
+    UnknownBlock,
+)
+
+
 def _to_blocks(content: str | Iterable[Block]) -> tuple[Block, ...]:
     if isinstance(content, str):
         return (Text(content),)
-    return tuple(content)
+    if isinstance(content, bytes | bytearray):
+        raise TypeError(f"message content must be a string or blocks, got {content!r:.60}")
+    blocks = tuple(content)
+    for block in blocks:
+        if not isinstance(block, _BLOCK_TYPES):
+            raise TypeError(f"message content must be a string or blocks, got {block!r:.60}")
+    return blocks
 
 
 @attrs.frozen
