@@ -61,7 +61,7 @@ from ._errors import AlloyError, ConfigError
 from ._events import Event, RunCompleted
 from ._loop import execute_run
 from ._messages import Block, Message, Usage
-from ._middleware import HaltRun, Hooks, RunContext
+from ._middleware import HaltRun, RunContext
 from ._provider import Provider, provider_name
 from ._pubsub import Broker, SubscriptionOverflow, _iter_topics
 from ._result import Result, Status
@@ -453,7 +453,7 @@ class _Actor:
         self.queue: deque[_Request] = deque()
         self.current: _Request | None = None
         self.send, self.receive = trio.open_memory_channel[_Envelope](MAILBOX_SIZE)
-        self.session_hooks = Hooks(spec.middleware)
+        self.session_hooks = spec.config.hooks
         self.serve_scope = trio.CancelScope()
         self.serving = trio.Event()
         self.stopped = trio.Event()

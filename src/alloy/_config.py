@@ -56,6 +56,8 @@ class RunConfig:
     system_prompt: str | None
     max_turns: int
     middleware: tuple[object, ...]
+    hooks: Hooks = attrs.field(factory=lambda: Hooks(()), eq=False, repr=False)
+    """The middleware's hooks, looked up once."""
     working_directory: Path
     allowed_roots: tuple[Path, ...]
     context: Any
@@ -124,7 +126,7 @@ def build_config(
         )
     if isinstance(middleware, str | bytes) or not isinstance(middleware, Iterable):
         raise ConfigError(f"middleware must be a list of middleware objects, got {middleware!r}")
-    Hooks(middleware)  # a hook that is not callable fails here, with the other options
+    hooks = Hooks(middleware)  # a hook that is not callable fails here, with the other options
     directory = _directory(working_directory, "working_directory")
     roots = tuple(_directory(root, "allowed_roots entry") for root in allowed_roots)
     if provider_options is not None and not isinstance(provider_options, Mapping):
@@ -149,6 +151,7 @@ def build_config(
         system_prompt=system_prompt,
         max_turns=max_turns,
         middleware=tuple(middleware),
+        hooks=hooks,
         working_directory=directory,
         allowed_roots=roots,
         context=context,

@@ -53,7 +53,7 @@ async def execute_run(
         context=config.context,
         working_directory=config.working_directory,
     )
-    hooks = Hooks(config.middleware)
+    hooks = config.hooks
     session_hooks = config.session_hooks
     failure: AlloyError | None = None
     async with trio.open_nursery() as nursery:
