@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -21,7 +19,7 @@ import pytest
 import trio
 
 import alloy
-from alloy.providers import Anthropic, OpenAI, OpenAICompat, RetryPolicy
+from alloy.providers import OpenAICompat, RetryPolicy
 from alloy.testing import (
     ScriptedProvider,
     WireServer,
@@ -35,10 +33,9 @@ from alloy.testing import (
     tool_call,
 )
 from alloy.testing._wire_encode import encode_stream
-from support import count_tasks
+from support import MODELS, count_tasks, make_provider, provider_at
 
 FORMATS = ("anthropic", "openai", "chat")
-MODELS = {"anthropic": "claude-test-1", "openai": "gpt-test-1", "chat": "llama-test-1"}
 NAMES = {"anthropic": "anthropic", "openai": "openai", "chat": "chat"}
 # The status each format uses when it is overloaded.
 OVERLOADED = {"anthropic": 529, "openai": 503, "chat": 503}
@@ -46,37 +43,6 @@ NO_WAIT = RetryPolicy(base_delay=0)
 NO_RETRY = RetryPolicy(max_retries=0)
 LIMIT = 10  # seconds: generous, only there so that a hang fails instead of blocking the suite
 LONG = "The quick brown fox jumps over the lazy dog. " * 3
-
-# Leaving a stream early (an in-stream error, a timeout, cancellation) leaves async generators
-# unexhausted; Trio warns when they are garbage collected. Alloy closes its own
-# (``test_leaving_a_stream_early_closes_its_generators``), but httpx2 2.16's
-# ``AsyncResponseStream.__aiter__`` never closes httpcore2's ``PoolByteStream.__aiter__``
-# (upstream: encode/httpx#3686, pydantic/httpx2#1036). Ignore exactly that one here.
-UNCLOSED_GENERATORS = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <async_generator object "
-    r"PoolByteStream\.__aiter__ "
-    ":pytest.PytestUnraisableExceptionWarning"
-)
-pytestmark = UNCLOSED_GENERATORS
-
-
-def make_provider(format: str, url: str, **options: Any) -> Any:
-    options.setdefault("api_key", "sk-test")
-    if format == "anthropic":
-        return Anthropic(api_url=url, model=MODELS[format], **options)
-    if format == "openai":
-        return OpenAI(api_url=url, model=MODELS[format], **options)
-    return OpenAICompat(api_url=url, model=MODELS[format], **options)
-
-
-@asynccontextmanager
-async def provider_at(format: str, url: str, **options: Any) -> AsyncIterator[Any]:
-    """A provider on a client of our own (no proxies from the environment), both closed after."""
-    async with (
-        httpx2.AsyncClient(trust_env=False) as client,
-        make_provider(format, url, client=client, **options) as provider,
-    ):
-        yield provider
 
 
 async def drive(streaming: bool, **options: Any) -> tuple[alloy.Result, list[alloy.Event]]:

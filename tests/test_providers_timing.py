@@ -21,10 +21,10 @@ import alloy
 from alloy.providers import Anthropic, OpenAI, OpenAICompat, RetryPolicy
 from alloy.testing import Reply, ScriptedProvider, text
 from alloy.testing._wire_encode import encode, encode_error
+from support import MODELS
 
 FORMATS = ("anthropic", "openai", "chat")
 URL = "http://llm.invalid"  # never resolved: the MockTransport answers
-MODELS = {"anthropic": "claude-test-1", "openai": "gpt-test-1", "chat": "llama-test-1"}
 OVERLOADED = {"anthropic": 529, "openai": 503, "chat": 503}
 
 Handler = Callable[[httpx2.Request], Awaitable[httpx2.Response]]

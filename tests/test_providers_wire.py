@@ -10,8 +10,7 @@ clock: every test runs under a generous ``trio.fail_after`` and asserts nothing 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -19,35 +18,15 @@ import pytest
 import trio
 
 import alloy
-from alloy.providers import Anthropic, OpenAI, OpenAICompat
+from alloy.providers import OpenAICompat
 from alloy.testing import WireServer, call, reply, text, tool_call
+from support import MODELS, make_provider, provider_at
 
 FORMATS = ("anthropic", "openai", "chat")
 PATHS = {"anthropic": "/v1/messages", "openai": "/v1/responses", "chat": "/v1/chat/completions"}
-MODELS = {"anthropic": "claude-test-1", "openai": "gpt-test-1", "chat": "llama-test-1"}
-KEY = "sk-test-key"
+KEY = "sk-test"
 SYSTEM = "You are terse. Ünïcode ✓."
 LIMIT = 10  # seconds: generous, only there so that a hang fails instead of blocking the suite
-
-
-def make_provider(format: str, url: str, **options: Any) -> Any:
-    """The provider class for ``format``, pointed at ``url``, with a test key."""
-    options.setdefault("api_key", KEY)
-    if format == "anthropic":
-        return Anthropic(api_url=url, model=MODELS[format], **options)
-    if format == "openai":
-        return OpenAI(api_url=url, model=MODELS[format], **options)
-    return OpenAICompat(api_url=url, model=MODELS[format], **options)
-
-
-@asynccontextmanager
-async def provider_at(format: str, url: str, **options: Any) -> AsyncIterator[Any]:
-    """A provider on a client of our own (no proxies from the environment), both closed after."""
-    async with (
-        httpx2.AsyncClient(trust_env=False) as client,
-        make_provider(format, url, client=client, **options) as provider,
-    ):
-        yield provider
 
 
 async def drive(
