@@ -123,6 +123,64 @@ async def test_stalled_consumer_parks_the_producer() -> None:
     assert len(run.result.text) in (sent, sent + 1)
 
 
+class _Burst:
+    """Sends ``size`` deltas at once (as one network chunk's worth), then ``size`` more."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    async def complete(self, request: alloy.Request) -> alloy.Completion:
+        raise AssertionError("streaming expected")
+
+    async def stream(self, request: alloy.Request, deltas: alloy.DeltaSink) -> alloy.Completion:
+        for _ in range(2):
+            for _ in range(self.size):
+                await deltas.send(alloy.TextDelta(text="x"))
+            await trio.lowlevel.checkpoint()  # the next network read
+        return alloy.Completion(
+            message=alloy.Message.assistant("x" * 2 * self.size),
+            stop_reason=alloy.StopReason.END_TURN,
+        )
+
+
+class _StepCounter(trio.abc.Instrument):
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_buffered_events_are_taken_without_a_scheduler_trip_each() -> None:
+    counter = _StepCounter(trio.lowlevel.current_task())
+    received = 0
+    async with alloy.stream("go", provider=_Burst(12)) as run:
+        trio.lowlevel.add_instrument(counter)
+        try:
+            async for event in run:
+                received += isinstance(event, alloy.TextDelta)
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+    assert received == 24
+    # One wake-up per burst (and a few for the run's start and end), not one per event.
+    assert counter.steps < 12
+
+
+async def test_a_cancelled_consumer_stops_even_with_events_buffered() -> None:
+    taken = 0
+    with trio.CancelScope() as scope:
+        async with alloy.stream("go", provider=_Burst(12)) as run:
+            async for _ in run:
+                taken += 1
+                if taken == 3:
+                    scope.cancel()
+    assert scope.cancelled_caught
+    assert taken == 3
+    assert run.result is not None and run.result.status == "cancelled"
+
+
 async def test_on_event_sync_and_async(echo: object) -> None:
     seen_sync: list[alloy.Event] = []
     seen_async: list[alloy.Event] = []

@@ -137,10 +137,22 @@ class Run:
         return self
 
     async def __anext__(self) -> Event:
+        # Take what is already buffered without a trip through the scheduler (one wake-up per
+        # batch of events, not per event); only wait when the buffer is empty. Cancellation is
+        # still honoured on every call. The buffer is bounded, so this never runs unboundedly
+        # without yielding.
         try:
-            return await self._receive.receive()
+            event = self._receive.receive_nowait()
+        except trio.WouldBlock:
+            try:
+                return await self._receive.receive()
+            except trio.EndOfChannel:
+                pass
         except trio.EndOfChannel:
-            pass
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return event
         self._raise_unseen()
         raise StopAsyncIteration
 
