@@ -183,12 +183,26 @@ def test_implausible_reports_are_ignored(raw: int, reported: int) -> None:
     assert counter.ratio == 1.0
 
 
-def test_counter_caches_messages_by_identity() -> None:
-    counter = TokenCounter()
+def test_a_message_is_estimated_once_for_every_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    import alloy._compaction as compaction_module
+
+    calls: list[Message] = []
+
+    def counting(message: Message) -> int:
+        calls.append(message)
+        return message_tokens(message)
+
+    monkeypatch.setattr(compaction_module, "message_tokens", counting)
     message = Message.user("x" * 30)
-    assert counter.message(message) == counter.message(message) == message_tokens(message)
+    first, second = TokenCounter(), TokenCounter()
+    assert first.message(message) == first.message(message) == second.message(message) == 14
+    assert calls == [message]  # remembered on the (immutable) message, across runs
     equal = Message.user("x" * 30)
-    assert counter.message(equal) == message_tokens(equal)
+    assert first.message(equal) == 14 and calls == [message, equal]
+    # The memo is invisible: equality, hashing, repr and the history format ignore it.
+    assert message == Message.user("x" * 30) and hash(message) == hash(Message.user("x" * 30))
+    assert "14" not in repr(message)
+    assert alloy.dump_messages([message]) == alloy.dump_messages([Message.user("x" * 30)])
 
 
 def test_overflow_messages_are_parsed() -> None:

@@ -167,12 +167,16 @@ def message_tokens(message: Message) -> int:
 
 def tool_tokens(tool: ToolSpec) -> int:
     """The estimated tokens of one tool definition: name, description and JSON schema."""
-    return (
-        TOOL_TOKENS
-        + text_tokens(tool.name)
-        + text_tokens(tool.description)
-        + text_tokens(_json(tool.input_schema))
-    )
+    tokens = tool._tokens
+    if tokens is None:
+        tokens = (
+            TOOL_TOKENS
+            + text_tokens(tool.name)
+            + text_tokens(tool.description)
+            + text_tokens(_json(tool.input_schema))
+        )
+        object.__setattr__(tool, "_tokens", tokens)  # a memo on a frozen value
+    return tokens
 
 
 def request_tokens(
@@ -195,7 +199,7 @@ class TokenCounter:
     A report is only believed when the request was big enough to measure (``MIN_SAMPLE`` raw
     tokens) and the ratio is plausible (between ``MIN_RATIO`` and ``MAX_RATIO``); anything else
     (a test double reporting 10 tokens, a proxy that counts only uncached tokens) is ignored.
-    Per-message estimates are cached by identity: messages are immutable.
+    Per-message estimates are remembered on the messages themselves: messages are immutable.
 
     >>> counter = TokenCounter()
     >>> counter.observe(raw=3_000, reported=2_400)   # the model's tokenizer is 20% leaner
@@ -207,20 +211,18 @@ class TokenCounter:
     MIN_RATIO = 0.5
     MAX_RATIO = 3.0
 
-    __slots__ = ("_cache", "_fixed", "ratio")
+    __slots__ = ("_fixed", "ratio")
 
     def __init__(self, ratio: float = 1.0) -> None:
         self.ratio = ratio
-        self._cache: dict[int, tuple[Message, int]] = {}
         self._fixed: tuple[str | None, tuple[ToolSpec, ...], int] | None = None
 
     def message(self, message: Message) -> int:
         """The raw estimate of one message."""
-        hit = self._cache.get(id(message))
-        if hit is not None and hit[0] is message:
-            return hit[1]
-        tokens = message_tokens(message)
-        self._cache[id(message)] = (message, tokens)
+        tokens = message._tokens
+        if tokens is None:
+            tokens = message_tokens(message)
+            object.__setattr__(message, "_tokens", tokens)  # a memo on a frozen value
         return tokens
 
     def fixed(self, system_prompt: str | None, tools: Sequence[ToolSpec]) -> int:
@@ -244,9 +246,6 @@ class TokenCounter:
         tools: Sequence[ToolSpec] = (),
     ) -> int:
         """The raw estimate of a request."""
-        if len(self._cache) > 2 * len(messages) + 1_024:
-            live = {id(m) for m in messages}
-            self._cache = {k: v for k, v in self._cache.items() if k in live}
         return self.fixed(system_prompt, tools) + sum(self.message(m) for m in messages)
 
     def scale(self, raw: int) -> int:
@@ -969,7 +968,7 @@ def _label(compactor: object) -> str:
 class CompactionStep:
     """The run's compaction: its budget, its counter and its compactor, called by the loop."""
 
-    __slots__ = ("_sent", "compactor", "config", "counter", "max_tokens")
+    __slots__ = ("_checked", "_sent", "compactor", "config", "counter", "max_tokens")
 
     def __init__(self, config: RunConfig, compactor: Compactor) -> None:
         self.config = config
@@ -977,6 +976,7 @@ class CompactionStep:
         self.max_tokens = config.max_tokens
         self.counter = TokenCounter()
         self._sent = 0
+        self._checked: int | None = None  # the raw estimate before_turn just computed
 
     @classmethod
     def of(cls, config: RunConfig) -> CompactionStep | None:
@@ -1001,6 +1001,14 @@ class CompactionStep:
         self, run: RunContext, hooks: Hooks, emitter: Emitter | None, *, force: bool = False
     ) -> bool:
         """Compact ``run.messages`` if needed; report it. Returns whether the messages changed."""
+        if not force and type(self.compactor) is Compaction:
+            # The common case, answered without building a context: the built-in compactor
+            # leaves a request under its limit alone (exactly its own first check).
+            raw = self.counter.raw(run.messages, run.system_prompt, self.config.tool_specs)
+            if self.counter.scale(raw) <= self.compactor.limit_for(self.max_tokens):
+                self._checked = raw
+                return False
+        self._checked = None
         context = self._context(run, force)
         before = context.estimate()
         try:
@@ -1051,9 +1059,14 @@ class CompactionStep:
             await hooks.run("after_compaction", run, Compacted(turn=run.turn + 1, **fields))
         return changed
 
-    def sending(self, run: RunContext) -> None:
-        """The request about to be sent: remember its raw estimate."""
-        self._sent = self.counter.raw(run.messages, run.system_prompt, self.config.tool_specs)
+    def sending(self, run: RunContext, *, unchanged: bool = False) -> None:
+        """The request about to be sent: remember its raw estimate. ``unchanged``: nothing
+        touched the messages since ``before_turn`` (no ``before_completion`` hook ran)."""
+        if unchanged and self._checked is not None:
+            self._sent = self._checked
+        else:
+            self._sent = self.counter.raw(run.messages, run.system_prompt, self.config.tool_specs)
+        self._checked = None
 
     def observe(self, usage: Usage) -> None:
         """The provider's count for the request just sent: correct the estimate."""

@@ -164,9 +164,12 @@ def build_config(
     )
 
 
+_DEFAULT_COMPACTION = Compaction()  # frozen and stateless: one instance serves every run
+
+
 def _compactor(compaction: bool | Compactor) -> Compactor | None:
     if compaction is True:
-        return Compaction()
+        return _DEFAULT_COMPACTION
     if compaction is False:
         return None
     if not callable(getattr(compaction, "compact", None)):
@@ -235,9 +238,16 @@ def _looks_like_tool(item: object) -> bool:
     )
 
 
+_cwd: tuple[str, Path] = ("", Path())
+
+
 def _directory(path: str | os.PathLike[str], what: str) -> Path:
+    global _cwd
     if path == ".":
-        return Path(os.getcwd())
+        current = os.getcwd()
+        if _cwd[0] != current:  # a Path is built only when the directory changed
+            _cwd = (current, Path(current))
+        return _cwd[1]
     try:
         resolved = Path(path).expanduser().resolve()
     except (TypeError, OSError) as exc:

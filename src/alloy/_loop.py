@@ -1,6 +1,7 @@
 """One run: model turn, then the turn's tools in parallel, until the model is done.
 
-Everything happens inside one nursery (tool bodies live there), so nothing outlives the run.
+Everything happens in the caller's task (parallel tool calls in a nursery of the turn), so
+nothing outlives the run.
 A run ends in exactly one of three ways: it returns a ``Result``; it raises one bare
 ``AlloyError`` carrying the partial ``Result``; or it is cancelled, after recording a partial
 ``Result`` (status ``cancelled``) in which every tool call has a result.
@@ -56,47 +57,41 @@ async def execute_run(
     hooks = config.hooks
     session_hooks = config.session_hooks
     failure: AlloyError | None = None
-    async with trio.open_nursery() as nursery:
-        runner = ToolRunner(
-            run=run,
-            hooks=hooks,
-            nursery=nursery,
-            emitter=emitter,
-            tool_timeout=config.tool_timeout,
-            allowed_roots=config.allowed_roots,
-        )
-        try:
-            await _drive(run, config, hooks, runner, emitter)
-        except HaltRun as halt:
-            _close_open_calls(
-                run, runner, "not_run", f"Not run: the run was halted ({halt.reason})."
-            )
-            run.status, run.reason = Status.HALTED, halt.reason
-        except AlloyError as exc:
-            failure = exc
-            _keep_streamed_text(run, emitter)
-            _close_open_calls(run, runner, "not_run", f"Not run: the run failed ({exc}).")
-            run.status, run.reason = Status.ERROR, str(exc)
-        except BaseException as exc:
-            if not is_cancellation(exc):
-                raise
-            _record_cancellation(run, runner, emitter)
-            if on_partial is not None:
-                on_partial(_result(run))
-            with trio.move_on_after(SESSION_END_GRACE, shield=True):
-                try:
-                    if session_hooks:
-                        await _session_end(hooks, run)
-                except AlloyError as hook_error:
-                    # The cancellation must go on; say what failed instead of raising it.
-                    warnings.warn(
-                        f"session_end failed while the run was cancelled: {hook_error}",
-                        RuntimeWarning,
-                        stacklevel=1,
-                    )
+    runner = ToolRunner(
+        run=run,
+        hooks=hooks,
+        emitter=emitter,
+        tool_timeout=config.tool_timeout,
+        allowed_roots=config.allowed_roots,
+    )
+    try:
+        await _drive(run, config, hooks, runner, emitter)
+    except HaltRun as halt:
+        _close_open_calls(run, runner, "not_run", f"Not run: the run was halted ({halt.reason}).")
+        run.status, run.reason = Status.HALTED, halt.reason
+    except AlloyError as exc:
+        failure = exc
+        _keep_streamed_text(run, emitter)
+        _close_open_calls(run, runner, "not_run", f"Not run: the run failed ({exc}).")
+        run.status, run.reason = Status.ERROR, str(exc)
+    except BaseException as exc:
+        if not is_cancellation(exc):
             raise
-        finally:
-            nursery.cancel_scope.cancel()
+        _record_cancellation(run, runner, emitter)
+        if on_partial is not None:
+            on_partial(_result(run))
+        with trio.move_on_after(SESSION_END_GRACE, shield=True):
+            try:
+                if session_hooks:
+                    await _session_end(hooks, run)
+            except AlloyError as hook_error:
+                # The cancellation must go on; say what failed instead of raising it.
+                warnings.warn(
+                    f"session_end failed while the run was cancelled: {hook_error}",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+        raise
     try:
         if failure is not None and hooks.has("on_error") and isinstance(failure, ProviderError):
             try:
@@ -138,7 +133,7 @@ async def _drive(
         await hooks.run("before_completion", run)
         try:
             if compaction is not None:
-                compaction.sending(run)
+                compaction.sending(run, unchanged=not hooks.has("before_completion"))
             completion = await _complete(run, config, emitter)
         except ContextLengthExceeded as exc:
             if compaction is None or retried:

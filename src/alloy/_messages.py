@@ -204,6 +204,8 @@ class Message:
 
     role: Role = attrs.field(validator=attrs.validators.in_(("user", "assistant")))
     content: tuple[Block, ...] = attrs.field(converter=_to_blocks)
+    _tokens: int | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    """The compaction's estimate of this message, remembered (the message never changes)."""
 
     @classmethod
     def user(cls, content: str | Iterable[Block]) -> Message:

@@ -31,8 +31,9 @@ makes the provider reject the request (which the run then recovers from once, se
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
 import attrs
@@ -188,14 +189,25 @@ def check_overrides(overrides: Mapping[str, Override] | None) -> tuple[ModelInfo
 
 def lookup(model: str, overrides: Iterable[ModelInfo] = ()) -> ModelInfo | None:
     """The entry for ``model``: overrides first (in order), then the catalogue; or ``None``."""
+    entries = tuple(overrides)
+    if not entries:
+        return _in_catalogue(model)  # every run asks this: remembered
+    return _first_match(model, entries) or _in_catalogue(model)
+
+
+@functools.lru_cache(maxsize=256)
+def _in_catalogue(model: str) -> ModelInfo | None:
+    return _first_match(model, CATALOGUE)
+
+
+def _first_match(model: str, entries: Sequence[ModelInfo]) -> ModelInfo | None:
     candidates = [model]
     if "/" in model:
         candidates.append(model.rsplit("/", 1)[1])
-    for entries in (tuple(overrides), CATALOGUE):
-        for candidate in candidates:
-            for entry in entries:
-                if entry.matches(candidate):
-                    return entry
+    for candidate in candidates:
+        for entry in entries:
+            if entry.matches(candidate):
+                return entry
     return None
 
 

@@ -49,6 +49,15 @@ class RetryPolicy:
             return error.retry_after if error.retry_after <= self.max_retry_after else None
         return self.random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
+    def wait_before(self, attempt: int, error: ProviderError, *, delivered: bool) -> float | None:
+        """Seconds to wait before retry ``attempt`` of a call that failed with ``error``, or
+        None: raise it. Never after output was ``delivered``, nor when the wait would pass the
+        caller's Trio deadline."""
+        wait = None if delivered else self.delay(attempt, error)
+        if wait is None or trio.current_time() + wait >= trio.current_effective_deadline():
+            return None
+        return wait
+
 
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
@@ -62,8 +71,8 @@ async def call_with_retries(
         try:
             return await attempt()
         except ProviderError as error:
-            wait = None if delivered() else policy.delay(tries, error)
-            if wait is None or trio.current_time() + wait >= trio.current_effective_deadline():
+            wait = policy.wait_before(tries, error, delivered=delivered())
+            if wait is None:
                 raise
         tries += 1
         await trio.sleep(wait)

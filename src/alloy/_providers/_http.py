@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from .._errors import (
     ServerError,
 )
 from .._provider import Completion, DeltaSink, Provider, Request
-from .._retry import RetryPolicy, call_with_retries
+from .._retry import RetryPolicy
 from .._transport import Transport
 
 __all__ = ["Codec", "HttpProvider", "api_key_from"]
@@ -105,42 +105,39 @@ class HttpProvider:
         return await self._call(request, deltas)
 
     async def _call(self, request: Request, deltas: DeltaSink | None) -> Completion:
-        delivered = False
-
-        def was_delivered() -> bool:
-            return delivered
-
-        async def attempt() -> Completion:
-            nonlocal delivered
-            if deltas is None:
-                return await self._complete_once(request)
-
-            async def forward(delta: Any) -> None:
-                nonlocal delivered
-                delivered = True
-                await deltas.send(delta)
-
-            return await self._stream_once(request, forward)
-
+        # Deliberately flat (no closures, no wrapper coroutines): every suspension of a
+        # streamed reply resumes each frame of this call chain.
+        progress = _Progress()
         try:
-            return await self._bounded(call_with_retries(attempt, self.retry, was_delivered))
+            if self.timeout is None:
+                return await self._retrying(request, deltas, progress)
+            try:
+                with trio.fail_after(self.timeout):
+                    return await self._retrying(request, deltas, progress)
+            except trio.TooSlowError:
+                raise ProviderTimeout(
+                    f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
+                ) from None
         except ProviderError as error:
-            if delivered or not _worth_a_fallback(error) or not self.fallbacks:
+            if progress.delivered or not _worth_a_fallback(error) or not self.fallbacks:
                 raise
             return await self._fall_back(request, deltas, error)
 
-    async def _bounded(self, call: Any) -> Completion:
-        if self.timeout is None:
-            result: Completion = await call
-            return result
-        try:
-            with trio.fail_after(self.timeout):
-                result = await call
-                return result
-        except trio.TooSlowError:
-            raise ProviderTimeout(
-                f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
-            ) from None
+    async def _retrying(
+        self, request: Request, deltas: DeltaSink | None, progress: _Progress
+    ) -> Completion:
+        tries = 0
+        while True:
+            try:
+                if deltas is None:
+                    return await self._complete_once(request)
+                return await self._stream_once(request, deltas, progress)
+            except ProviderError as error:
+                wait = self.retry.wait_before(tries, error, delivered=progress.delivered)
+                if wait is None:
+                    raise
+            tries += 1
+            await trio.sleep(wait)
 
     async def _fall_back(
         self, request: Request, deltas: DeltaSink | None, error: ProviderError
@@ -180,7 +177,9 @@ class HttpProvider:
             raise self.codec.decode_error(reply.status, reply.headers, reply.body)
         return _identified(self.codec.decode_response(reply.body), reply.headers)
 
-    async def _stream_once(self, request: Request, send: Callable[[Any], Any]) -> Completion:
+    async def _stream_once(
+        self, request: Request, deltas: DeltaSink, progress: _Progress
+    ) -> Completion:
         http_request = self.codec.encode(request, stream=True)
         async with self.transport.stream(http_request) as reply:
             if reply.status >= 300:
@@ -190,14 +189,17 @@ class HttpProvider:
                 return _identified(self.codec.decode_response(await reply.read()), reply.headers)
             sse = SSEDecoder()
             decoder = self.codec.stream_decoder()
+            send = deltas.send
             try:
                 async with aclosing(reply.chunks()) as chunks:
                     async for chunk in chunks:
                         for event in sse.feed(chunk):
                             for delta in decoder.feed(event):
+                                progress.delivered = True
                                 await send(delta)
                 for event in sse.close():
                     for delta in decoder.feed(event):
+                        progress.delivered = True
                         await send(delta)
                 return _identified(decoder.finish(), reply.headers)
             except SSEError as exc:
@@ -207,6 +209,15 @@ class HttpProvider:
                 exc.request_id = exc.request_id or request_id(reply.headers)
                 exc.rate_limits = exc.rate_limits or rate_limit_headers(reply.headers)
                 raise
+
+
+class _Progress:
+    """Whether a call has delivered any delta (it is then never retried nor replaced)."""
+
+    __slots__ = ("delivered",)
+
+    def __init__(self) -> None:
+        self.delivered = False
 
 
 def _worth_a_fallback(error: ProviderError) -> bool:

@@ -1,8 +1,8 @@
 """Running the tool calls of one turn: approved in order, executed in parallel, isolated.
 
-Each call runs in its own task under its own deadline; whatever happens to it (an exception,
-an unknown name, invalid arguments, a timeout, a block) becomes an error result at its index,
-and never touches its siblings. Calls of ``sequential`` tools run after the others, one at a
+Each call runs under its own deadline (parallel calls each in a task of their own); whatever
+happens to it (an exception, an unknown name, invalid arguments, a timeout, a block) becomes an
+error result at its index, and never touches its siblings. Calls of ``sequential`` tools run after the others, one at a
 time. Cancelling the run cancels them all.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import attrs
 import trio
@@ -25,10 +24,7 @@ from ._function import _as_text
 from ._tool import Tool, ToolContext
 from ._validate import schema_errors
 
-__all__ = ["CLEANUP_GRACE", "ToolRunner"]
-
-CLEANUP_GRACE = 5.0
-"""Seconds a timed-out tool gets to finish its cleanup before the run stops waiting for it."""
+__all__ = ["ToolRunner"]
 
 
 @attrs.define(eq=False)
@@ -38,7 +34,6 @@ class ToolRunner:
 
     run: RunContext
     hooks: Hooks
-    nursery: trio.Nursery
     emitter: Emitter | None
     tool_timeout: float | None
     allowed_roots: tuple[Path, ...]
@@ -136,46 +131,25 @@ class ToolRunner:
     async def _bounded(
         self, tool: Tool, call: ToolCall, context: ToolContext, limit: float | None
     ) -> tuple[str, ToolOutcome, str | None]:
-        """Run the tool; with a ``limit``, return within ``limit + CLEANUP_GRACE`` seconds even
-        if the tool's own cleanup is slow (it then finishes in the run's nursery)."""
-        box: list[tuple[str, Any]] = []
-        if limit is None:
-            await _capture(tool, call, context, box)
-        else:
-            done = trio.Event()
-            scope = trio.CancelScope(deadline=trio.current_time() + limit)
+        """Run the tool in this task, under a deadline of ``limit`` seconds when given.
 
-            async def body() -> None:
-                try:
-                    with scope:
-                        await _capture(tool, call, context, box)
-                finally:
-                    done.set()
-
-            self.nursery.start_soon(body)
-            with trio.move_on_after(limit + CLEANUP_GRACE):
-                await done.wait()
-            if not box:
-                message = f"Tool {call.name!r} timed out after {limit:g}s."
-                if getattr(tool, "runs_in_thread", False):
-                    message += " Its worker thread was abandoned and may still be running."
-                elif not done.is_set():
-                    message += f" It did not stop within {CLEANUP_GRACE:g}s and was abandoned."
-                return message, "timeout", message
-        kind, value = box[0]
-        if kind == "ok":
-            return _as_text(value), "ok", None
-        message = _describe_failure(call.name, value)
-        return message, ("timeout" if isinstance(value, ToolTimeout) else "error"), message
-
-
-async def _capture(
-    tool: Tool, call: ToolCall, context: ToolContext, box: list[tuple[str, Any]]
-) -> None:
-    try:
-        box.append(("ok", await tool.execute(call.arguments, context)))
-    except Exception as exc:
-        box.append(("raised", exc))
+        At the deadline the tool is cancelled and its cleanup runs to its end (a cleanup it
+        shields from cancellation is waited for, as Trio waits for any shielded work)."""
+        try:
+            if limit is None:
+                value = await tool.execute(call.arguments, context)
+            else:
+                with trio.CancelScope(deadline=trio.current_time() + limit) as scope:
+                    value = await tool.execute(call.arguments, context)
+                if scope.cancelled_caught:
+                    message = f"Tool {call.name!r} timed out after {limit:g}s."
+                    if getattr(tool, "runs_in_thread", False):
+                        message += " Its worker thread was abandoned and may still be running."
+                    return message, "timeout", message
+        except Exception as exc:
+            message = _describe_failure(call.name, exc)
+            return message, ("timeout" if isinstance(exc, ToolTimeout) else "error"), message
+        return _as_text(value), "ok", None
 
 
 def _describe_failure(name: str, error: BaseException) -> str:

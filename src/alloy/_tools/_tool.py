@@ -62,11 +62,32 @@ class ToolSpec:
     name: str
     description: str
     input_schema: Mapping[str, Any]
+    _tokens: int | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    """The compaction's estimate of this definition, remembered."""
 
     @classmethod
     def of(cls, tool: Tool) -> ToolSpec:
-        """The spec of a tool."""
-        return cls(tool.name, tool.description, tool.input_schema)
+        """The spec of a tool: the same object for the same tool, run after run, so what is
+        derived from it (its wire form, its token estimate) is computed once."""
+        hit = _SPECS.get(id(tool))
+        if hit is not None and hit[0] is tool:
+            spec = hit[1]
+            if (
+                spec.input_schema is tool.input_schema
+                and spec.name == tool.name
+                and spec.description == tool.description
+            ):
+                return spec
+        spec = cls(tool.name, tool.description, tool.input_schema)
+        if len(_SPECS) >= _MAX_SPECS:
+            _SPECS.clear()
+        _SPECS[id(tool)] = (tool, spec)
+        return spec
+
+
+_SPECS: dict[int, tuple[object, ToolSpec]] = {}
+"""ToolSpec.of's memo, by tool identity (the tool is kept, so its id is not reused)."""
+_MAX_SPECS = 1024
 
 
 @attrs.frozen(kw_only=True)
