@@ -766,3 +766,31 @@ async def test_set_model_refuses_what_is_not_a_provider() -> None:
         with pytest.raises(alloy.ConfigError, match="provider must have an async complete"):
             await agent.set_model(object())  # type: ignore[arg-type]
         assert (await agent.chat("hi")).text == "still here"
+
+
+class _Spawns(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_an_idle_agent_is_one_task_and_its_calls_and_turns_start_none(echo: object) -> None:
+    provider = ScriptedProvider([tool_call("echo", {"text": "hi"}), text("done")])
+    async with trio.open_nursery() as nursery:
+        before = count_tasks()
+        agent = await alloy.Agent.start(nursery, provider=provider, tools=[echo])
+        assert count_tasks() == before + 1
+        spawns = _Spawns()
+        trio.lowlevel.add_instrument(spawns)
+        try:
+            result = await agent.chat("go")
+            health = await agent.health()
+            messages = await agent.messages()
+        finally:
+            trio.lowlevel.remove_instrument(spawns)
+        # The turn ran in the agent's task (one tool call runs inline), the calls in ours.
+        assert spawns.count == 0
+        assert result.text == "done" and health.status == "idle" and len(messages) == 4
+        await agent.stop()

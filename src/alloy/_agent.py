@@ -1,27 +1,26 @@
-"""Long-lived agents: one task owns a conversation and a bounded mailbox.
+"""Long-lived agents: one task owns a conversation and runs its turns, one at a time.
 
 An ``Agent`` is a handle; the agent itself is an actor task (``_Actor.main``) started with
 ``nursery.start``, so a failing start (a bad option, a ``session_start`` hook that raises or
 halts, a subscription that cannot be made) raises from ``Agent.start`` and no handle escapes.
 
-- **Calls** (``messages``, ``health``, ``reset``, ``send_message``...) travel through a bounded
-  memory channel, the mailbox, and are answered through a reply slot (a ``trio.Event`` and an
-  ``outcome``). Every call handler is synchronous, so the mailbox loop answers at once.
-- **Turns** run in a child task of the actor, never in the mailbox loop, so ``health`` and
-  ``messages`` answer while a turn runs. One turn runs at a time; up to ``max_pending``
-  more wait in a FIFO queue.
+- **Calls** (``messages``, ``health``, ``reset``, ``send_message``...) are synchronous
+  handlers run in the caller's task (``_Actor.call``): Trio is single-threaded, so each one is
+  atomic, answered at once, in the order made, even while a turn runs. No message passing.
+- **Turns** run in the actor task; it parks when there is nothing to do. One turn runs at a
+  time; up to ``max_pending`` more wait in a FIFO queue (the agent's mailbox of requests).
 - **Timeouts** are the caller's cancel scope. A caller that gives up cancels its request: a
   queued request is dropped, a running turn is cancelled. Giving up is delivered
-  synchronously (like ``CancelScope.cancel``), not through the mailbox, so it can neither block
-  on a full mailbox nor race the reply, and no late reply is ever left behind.
+  synchronously (like ``CancelScope.cancel``), so it can neither block nor race the reply,
+  and no late reply is ever left behind.
 - **History is transactional.** A turn that ends ``completed``, ``max_turns`` or ``halted``
   commits its messages (every tool call in them has a result). A turn that fails or is
   cancelled leaves the history exactly as it was before the turn: no dangling user message,
   no unanswered tool call. Its partial result still reaches the caller (``error.result``, the
   published ``AgentResponse``, ``run.result``), and the tokens it spent are still counted in
   ``usage`` and ``turns``.
-- **Death.** When the actor ends (``stop``, cancellation, a crash) its ``finally`` fails every
-  call still in the mailbox, the running turn and every queued request with ``AgentStopped``
+- **Death.** When the actor ends (``stop``, cancellation, a crash) its ``finally`` closes it to
+  calls and fails the running turn and every queued request with ``AgentStopped``
   (``AgentCrashed`` after a crash) naming the agent; ``send_message`` requests get that error
   published. No caller ever hangs on a dead agent. Then ``session_end`` hooks and
   ``on_shutdown`` run (shielded, for at most ``SHUTDOWN_GRACE`` seconds).
@@ -38,7 +37,6 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections import deque
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -86,9 +84,6 @@ __all__ = [
 log = logging.getLogger("alloy.agent")
 
 T = TypeVar("T")
-
-MAILBOX_SIZE = 64
-"""Calls the mailbox buffers; a caller beyond that waits (the agent answers calls at once)."""
 
 SHUTDOWN_GRACE = 5.0
 """Seconds ``session_end`` hooks and ``on_shutdown`` get when an agent stops."""
@@ -405,7 +400,7 @@ def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return current
 
 
-# -- the request and the mailbox -------------------------------------------------------------
+# -- the request -------------------------------------------------------------
 
 
 @attrs.define(eq=False)
@@ -425,22 +420,11 @@ class _Request:
     partial: Result | None = None
 
 
-@attrs.define(eq=False)
-class _Envelope:
-    op: Callable[[], Any]
-    done: trio.Event = attrs.field(factory=trio.Event)
-    answer: outcome.Value[Any] | outcome.Error | None = None
-
-    def settle(self, result: outcome.Value[Any] | outcome.Error) -> None:
-        self.answer = result
-        self.done.set()
-
-
 # -- the actor -------------------------------------------------------------------------------
 
 
 class _Actor:
-    """One incarnation of an agent: its state, its mailbox, its task (``main``)."""
+    """One incarnation of an agent: its state, its request queue, its task (``main``)."""
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
@@ -450,32 +434,34 @@ class _Actor:
         self.usage = Usage()
         self.turns = 0
         self.last_status: Status | None = None
-        self.queue: deque[_Request] = deque()
+        self.queue: list[_Request] = []  # FIFO, short (max_pending): a list is the lightest
         self.current: _Request | None = None
-        self.send, self.receive = trio.open_memory_channel[_Envelope](MAILBOX_SIZE)
         self.session_hooks = spec.config.hooks
         self.serve_scope = trio.CancelScope()
-        self.serving = trio.Event()
+        self.serving = trio.Event()  # set when calls are answered, or when the actor is gone
+        self.idle = trio.lowlevel.ParkingLot()  # where the actor waits for its next turn
         self.stopped = trio.Event()
         self.stopping = False
+        self.closed = False  # no more calls: they raise death_error()
+        self.served = False  # session_start ran and calls were answered
         self.crash: BaseException | None = None
-        self.nursery: trio.Nursery | None = None
         self.started_at = 0.0
         self.created_at = self.updated_at = _now()
 
     # -- caller side (runs in the caller's task) --
 
     async def call(self, op: Callable[[], T]) -> T:
-        """Run ``op`` in the actor and return (or raise) what it did."""
-        envelope = _Envelope(op)
-        try:
-            await self.send.send(envelope)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise self.death_error() from None
-        await envelope.done.wait()
-        assert envelope.answer is not None
-        value: T = envelope.answer.unwrap()
-        return value
+        """Run ``op`` on the agent's state and return (or raise) what it did.
+
+        Every handler is synchronous and Trio is single-threaded, so it runs right here in
+        the caller's task, atomically: no message passing, no wake-up of the actor."""
+        if self.serving.is_set():
+            await trio.lowlevel.checkpoint()
+        else:
+            await self.serving.wait()  # a restarted agent still running session_start
+        if self.closed:
+            raise self.death_error()
+        return op()
 
     def abandon(self, request: _Request) -> None:
         """The caller gave up on ``request``: drop it if queued, cancel it if running."""
@@ -507,25 +493,18 @@ class _Actor:
     async def main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.started_at = trio.current_time()
         self.created_at = self.updated_at = _now()
-        started = False
         try:
             try:
-                async with trio.open_nursery() as nursery:
-                    self.nursery = nursery
-                    for topic in self.spec.subscribe:
-                        await nursery.start(self._pump, topic)
-                    await self._session_start()
-                    task_status.started()
-                    started = True
-                    self.serving.set()
-                    try:
-                        with self.serve_scope:
-                            async for envelope in self.receive:
-                                envelope.settle(outcome.capture(envelope.op))
-                    finally:
-                        self.stopping = True
-                        self._close_mailbox()
-                        nursery.cancel_scope.cancel()
+                if self.spec.subscribe:
+                    async with trio.open_nursery() as nursery:  # for the topic pumps
+                        for topic in self.spec.subscribe:
+                            await nursery.start(self._pump, topic)
+                        try:
+                            await self._serve(task_status)
+                        finally:
+                            nursery.cancel_scope.cancel()
+                else:
+                    await self._serve(task_status)
             except BaseExceptionGroup as group:
                 bare = _bare(group)
                 raise bare from bare.__cause__  # keep its cause; drop the group context
@@ -534,38 +513,45 @@ class _Actor:
                 self.crash = exc
             raise
         finally:
-            self.stopping = True
-            self._close_mailbox()
+            self.stopping = self.closed = True
+            self.serving.set()  # callers still waiting for a start that never came
             try:
                 self._fail_requests()
-                if started:
+                if self.served:
                     with trio.move_on_after(SHUTDOWN_GRACE, shield=True):
                         await self._shutdown_hooks()
             finally:
                 self.stopped.set()
 
-    def _close_mailbox(self) -> None:
-        """Fail every call still in the mailbox, then close it (later sends break)."""
-        while True:
-            try:
-                envelope = self.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-            envelope.settle(outcome.Error(self.death_error()))
-        self.receive.close()
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        """Run ``session_start``, then the turns, one at a time, until stopped."""
+        await self._session_start()
+        task_status.started()
+        self.served = True
+        self.serving.set()
+        try:
+            with self.serve_scope:
+                while True:
+                    request = self.current
+                    if request is None:
+                        await self.idle.park()  # until submit() gives us a request
+                    else:
+                        await self._run_turn(request)
+        finally:
+            self.stopping = self.closed = True
 
     def _fail_requests(self) -> None:
         current, self.current = self.current, None
         if current is not None and current.state != "done":
             self._settle(current, error=self.death_error(current.partial))
-        while self.queue:
-            request = self.queue.popleft()
+        queued, self.queue = self.queue, []
+        for request in queued:
             self._settle(request, error=self.death_error(self._unrun(request, Status.ERROR)))
 
     # -- call handlers (run in the actor, synchronously) --
 
     def submit(self, request: _Request) -> None:
-        if request.state != "new":  # the caller gave up before the mailbox got to it
+        if request.state != "new":  # the caller gave up already
             return
         if self.stopping:
             raise self.death_error()
@@ -663,10 +649,9 @@ class _Actor:
     # -- turns --
 
     def _begin(self, request: _Request) -> None:
-        assert self.nursery is not None
         request.state = "running"
         self.current = request
-        self.nursery.start_soon(self._run_turn, request)
+        self.idle.unpark_all()  # the actor runs it (it may be busy finishing the last one)
 
     async def _run_turn(self, request: _Request) -> None:
         try:
@@ -674,14 +659,13 @@ class _Actor:
         except Exception as exc:
             self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
             raise
-        # Cancelled (the agent is stopping) propagated above; the actor settles the request.
+        # Cancelled (the agent is stopping) propagated above; main settles the request.
         if self.current is request:
             self.current = None
-        assert self.nursery is not None
-        if self.stopping or self.nursery.cancel_scope.cancel_called:
+        if self.stopping or self.serve_scope.cancel_called:
             return
         while self.queue:
-            following = self.queue.popleft()
+            following = self.queue.pop(0)
             if following.state == "queued":
                 self._begin(following)
                 return

@@ -17,7 +17,7 @@ child's restart policy and the supervisor's strategy, one exit at a time:
   ``RestartIntensityExceeded`` (bare, ``__cause__`` = the child's exception) out of the
   ``async with`` block.
 
-Restarts make a new agent with a new mailbox, so address agents through the supervisor:
+Restarts make a new agent with a new request queue, so address agents through the supervisor:
 ``sup.agent(name)`` returns a handle that follows the restarts. A restart begins from the
 child's start options (the conversation does not survive a crash).
 """
