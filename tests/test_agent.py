@@ -691,7 +691,8 @@ def crash_on(monkeypatch: pytest.MonkeyPatch, prompt: str) -> None:
     real = _agent.execute_run
 
     async def execute_run(config: Any, *args: Any) -> alloy.Result:
-        if config.messages[-1].text == prompt:
+        messages = args[2] if len(args) > 2 else config.messages
+        if messages[-1].text == prompt:
             await trio.sleep(1)
             raise ZeroDivisionError("a bug in a turn")
         return await real(config, *args)

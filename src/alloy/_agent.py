@@ -535,8 +535,14 @@ class _Actor:
                     request = self.current
                     if request is None:
                         await self.idle.park()  # until submit() gives us a request
-                    else:
-                        await self._run_turn(request)
+                        continue
+                    try:
+                        await self._turn(request)
+                    except Exception as exc:
+                        self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
+                        raise
+                    # (Cancelled, when the agent stops, propagates: main settles the request.)
+                    self._next(request)
         finally:
             self.stopping = self.closed = True
 
@@ -653,13 +659,8 @@ class _Actor:
         self.current = request
         self.idle.unpark_all()  # the actor runs it (it may be busy finishing the last one)
 
-    async def _run_turn(self, request: _Request) -> None:
-        try:
-            await self._turn(request)
-        except Exception as exc:
-            self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
-            raise
-        # Cancelled (the agent is stopping) propagated above; main settles the request.
+    def _next(self, request: _Request) -> None:
+        """``request``'s turn is over: begin the next queued request, if any."""
         if self.current is request:
             self.current = None
         if self.stopping or self.serve_scope.cancel_called:
@@ -671,7 +672,6 @@ class _Actor:
                 return
 
     async def _turn(self, request: _Request) -> None:
-        config = attrs.evolve(self.config, messages=(*self.history, request.message))
         emitter = None if request.events is None else Emitter(request.events)
         committed: Result | None = None
 
@@ -680,7 +680,9 @@ class _Actor:
 
         with request.scope:
             try:
-                result = await execute_run(config, emitter, keep_partial)
+                result = await execute_run(
+                    self.config, emitter, keep_partial, [*self.history, request.message]
+                )
             except AlloyError as exc:
                 # Failed: the history stays as it was; the caller gets the partial result.
                 self._account(exc.result)

@@ -10,7 +10,7 @@ A run ends in exactly one of three ways: it returns a ``Result``; it raises one 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -44,11 +44,13 @@ async def execute_run(
     config: RunConfig,
     emitter: Emitter | None = None,
     on_partial: Callable[[Result], None] | None = None,
+    messages: Sequence[Message] | None = None,
 ) -> Result:
-    """Run the loop. On cancellation, ``on_partial`` receives the partial result first."""
+    """Run the loop. On cancellation, ``on_partial`` receives the partial result first.
+    ``messages`` replaces ``config.messages`` (an agent's history plus its new prompt)."""
     run = RunContext(
         provider=config.provider,
-        messages=list(config.messages),
+        messages=list(config.messages if messages is None else messages),
         system_prompt=config.system_prompt,
         tools=config.tools,
         context=config.context,

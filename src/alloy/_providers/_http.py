@@ -111,13 +111,14 @@ class HttpProvider:
         try:
             if self.timeout is None:
                 return await self._retrying(request, deltas, progress)
-            try:
-                with trio.fail_after(self.timeout):
-                    return await self._retrying(request, deltas, progress)
-            except trio.TooSlowError:
-                raise ProviderTimeout(
-                    f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
-                ) from None
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                return await self._retrying(request, deltas, progress)
+            # Only reached when the deadline cancelled the call (a plain scope, not fail_after:
+            # this runs once per model call).
+            assert scope.cancelled_caught
+            raise ProviderTimeout(
+                f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
+            )
         except ProviderError as error:
             if progress.delivered or not _worth_a_fallback(error) or not self.fallbacks:
                 raise
