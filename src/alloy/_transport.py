@@ -7,8 +7,8 @@ translated by their class names.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import attrs
@@ -29,14 +29,17 @@ class HttpReply:
     body: bytes
 
 
-@attrs.define(eq=False)
 class StreamReply:
-    """A reply being streamed: status and headers now, the body as chunks."""
+    """A reply being streamed: status and headers now, the body as chunks. Close it with
+    ``aclose`` (the transport's caller does, in a ``finally``)."""
 
-    status: int
-    headers: Mapping[str, str]
-    _response: Any
-    _provider: str
+    __slots__ = ("_provider", "_response", "headers", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], response: Any, provider: str):
+        self.status = status
+        self.headers = headers
+        self._response = response
+        self._provider = provider
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The body's bytes as they arrive (transport errors translated)."""
@@ -53,6 +56,10 @@ class StreamReply:
             return bytes(await self._response.aread())
         except Exception as exc:
             raise translate(exc, self._provider) from exc
+
+    async def aclose(self) -> None:
+        """Close the stream (its connection goes back to the pool if the body was read)."""
+        await self._response.aclose()
 
 
 class Transport:
@@ -115,31 +122,29 @@ class Transport:
             status=response.status_code, headers=_lower(response.headers), body=response.content
         )
 
-    @asynccontextmanager
-    async def stream(self, request: HttpRequest) -> AsyncIterator[StreamReply]:
-        """Send ``request``; yield the reply while its body streams. Leaving the block closes
-        the stream (at once, when cancelled)."""
+    async def open_stream(self, request: HttpRequest) -> StreamReply:
+        """Send ``request``; return the reply as soon as its headers arrived. The caller
+        closes it (``await reply.aclose()`` in a ``finally``: at once, when cancelled)."""
         url, headers, body = self._build(request)
+        client = self._client
         try:
-            manager = self._client.stream(
+            prepared = client.build_request(
                 request.method, url, content=body, headers=headers, **self._timeout_option
             )
-            response = await manager.__aenter__()
+            response = await client.send(prepared, stream=True)
         except Exception as exc:
             raise translate(exc, self.provider) from exc
-        try:
-            yield StreamReply(
-                status=response.status_code,
-                headers=_lower(response.headers),
-                response=response,
-                provider=self.provider,
-            )
-        finally:
-            await manager.__aexit__(None, None, None)
+        return StreamReply(
+            status=response.status_code,
+            headers=_lower(response.headers),
+            response=response,
+            provider=self.provider,
+        )
 
 
 def _lower(headers: Any) -> dict[str, str]:
-    return {str(name).lower(): str(value) for name, value in headers.items()}
+    # httpx and httpx2 already give lower-case names from items() (repeats joined by ", ").
+    return dict(headers.items())
 
 
 def translate(exc: BaseException, provider: str) -> ProviderError:

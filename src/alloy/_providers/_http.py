@@ -182,7 +182,8 @@ class HttpProvider:
         self, request: Request, deltas: DeltaSink, progress: _Progress
     ) -> Completion:
         http_request = self.codec.encode(request, stream=True)
-        async with self.transport.stream(http_request) as reply:
+        reply = await self.transport.open_stream(http_request)
+        try:
             if reply.status >= 300:
                 raise self.codec.decode_error(reply.status, reply.headers, await reply.read())
             if "text/event-stream" not in reply.headers.get("content-type", "text/event-stream"):
@@ -210,6 +211,8 @@ class HttpProvider:
                 exc.request_id = exc.request_id or request_id(reply.headers)
                 exc.rate_limits = exc.rate_limits or rate_limit_headers(reply.headers)
                 raise
+        finally:
+            await reply.aclose()
 
 
 class _Progress:
