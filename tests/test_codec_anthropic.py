@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import alloy._codec._anthropic as anthropic
+import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     ConfigError,
@@ -276,6 +277,18 @@ def test_recorded_stream_is_split_invariant(path: Path) -> None:
         assert decode_stream(body, split(body, rng, pieces)) == whole
     small = [body[i : i + 3] for i in range(0, len(body), 3)]
     assert decode_stream(body, small) == whole
+
+
+@pytest.mark.parametrize("path", _params(STREAMS))
+def test_recorded_stream_with_whitespace_around_the_json(path: Path) -> None:
+    # Whitespace around an event's JSON takes the parser's slow path (json.loads itself).
+    events = events_of(_load(path)["response"]["body"].encode())
+    outcomes = []
+    for stream in (events, [e._replace(data=f" {e.data}\n\t") for e in events]):
+        decoder = StreamDecoder()
+        deltas = [delta for event in stream for delta in decoder.feed(event)]
+        outcomes.append((deltas, decoder.finish()))
+    assert outcomes[1] == outcomes[0]
 
 
 def assert_deltas_add_up(deltas: Sequence[Any], message: Message) -> None:
@@ -1353,16 +1366,25 @@ def test_tool_arguments_are_assembled_in_linear_time(monkeypatch: pytest.MonkeyP
             STOP,
         ]
     ]
-    assert anthropic.json is json  # the codec parses with the json module this test counts
+    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
+    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
+    assert anthropic.json is json and anthropic.scan_json is wire_module.scan_json
     parsed = 0
-    loads = json.loads
+    loads, scan = json.loads, wire_module.scan_json
 
     def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
         nonlocal parsed
         parsed += len(text)
         return loads(text, *args, **kwargs)
 
+    def counting_scan(text: str, index: int) -> tuple[Any, int]:
+        nonlocal parsed
+        parsed += len(text) - index
+        return scan(text, index)
+
     monkeypatch.setattr(json, "loads", counting_loads)
+    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
+    monkeypatch.setattr(anthropic, "scan_json", counting_scan)
     decoder = StreamDecoder()
     for event in events:
         decoder.feed(event)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import doctest
+import gc
 import itertools
 import json
 import random
@@ -34,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import alloy._codec._chat as chat_module
+import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     Completion,
@@ -74,6 +76,7 @@ from alloy._codec._chat import (
     encode_request,
 )
 from alloy._codec._sse import SSEDecoder, SSEEvent
+from alloy._codec._wire import Memo
 from alloy._messages import Block
 from alloy.testing._scripted import Reply
 from alloy.testing._wire_encode import encode_chat, encode_stream
@@ -339,6 +342,28 @@ def assert_deltas_add_up(deltas: Sequence[Any], completion: Completion) -> None:
             d.arguments for d in deltas if isinstance(d, ToolCallDelta) and d.index == index
         )
         assert (json.loads(text) if text else {}) == dict(call.arguments)
+
+
+def padded(event: SSEEvent) -> SSEEvent:
+    """``event`` with whitespace around its JSON (the parser's fast path leaves it to
+    ``json.loads``); ``[DONE]`` as it is."""
+    return event if event.is_done else event._replace(data=f" {event.data}\n\t")
+
+
+@_params(STREAM_FILES)
+def test_recorded_stream_with_whitespace_around_the_json(path: Path) -> None:
+    events = sse_events(load(path)["response"]["body"].encode())
+    outcomes = []
+    for stream in (events, [padded(event) for event in events]):
+        decoder = StreamDecoder()
+        deltas: list[Any] = []
+        try:
+            for event in stream:
+                deltas += decoder.feed(event)
+            outcomes.append((deltas, decoder.finish()))
+        except ProviderError as exc:
+            outcomes.append((deltas, (type(exc), str(exc))))
+    assert outcomes[1] == outcomes[0]
 
 
 @_params(COMPLETE_STREAM_FILES)
@@ -882,6 +907,47 @@ def test_messages_with_nothing_to_send_are_skipped() -> None:
         {"role": "user", "content": "hi"},
         {"role": "user", "content": "again"},
     ]
+
+
+def test_a_conversation_is_encoded_once_per_message_and_tool() -> None:
+    # Messages and tool specs are frozen: their wire form is built once and shared by later
+    # requests (a turn encodes only its new messages), per send_reasoning setting.
+    call = ToolCall("c1", "read", {"path": "a.txt"})
+    history = [
+        Message.user("hi"),
+        Message.assistant([Thinking("hmm", provider=PROVIDER), Text("Reading."), call]),
+        Message.user([ToolResult("c1", "text")]),
+    ]
+    tools = (READ, ToolSpec("other", "Another.", {"type": "object"}))
+    first = encode(*history, tools=tools)
+    again = encode(*history, Message.assistant("Done."), tools=tools)
+    assert again["messages"][:-1] == first["messages"] and again["tools"] == first["tools"]
+    for before, after in zip(first["messages"], again["messages"], strict=False):
+        assert after is before  # shared, not rebuilt
+    assert [a is b for a, b in zip(first["tools"], again["tools"], strict=True)] == [True, True]
+    # The other send_reasoning setting has its own wire form, built from the same messages.
+    reasoning = encode(*history, send_reasoning=True)["messages"]
+    assert (
+        reasoning[1]["reasoning_content"] == "hmm"
+        and "reasoning_content" not in first["messages"][1]
+    )
+    assert encode(*history)["messages"] == first["messages"]
+    # A fresh copy of the same tool (an equal ToolSpec) encodes the same.
+    copy = ToolSpec(READ.name, READ.description, dict(READ.input_schema))
+    assert encode(Message.user("x"), tools=(copy,))["tools"] == first["tools"][:1]
+
+
+def test_memo_forgets_what_dies_and_skips_what_it_cannot_track() -> None:
+    made: list[object] = []
+    memo: Memo[object, int] = Memo(lambda key: made.append(key) or len(made))
+    message = Message.user("bye")
+    assert memo(message) == memo(message) == 1 and len(memo) == 1
+    made.clear()
+    del message
+    gc.collect()
+    assert len(memo) == 0  # the entry went with its key: its id may be reused safely
+    key = ("no", "weak", "references")  # a tuple cannot be weakly referenced: never remembered
+    assert memo(key) == 1 and memo(key) == 2 and len(memo) == 0
 
 
 def test_decode_request_inverts_encode_request() -> None:
@@ -1706,16 +1772,25 @@ def test_stream_argument_fragments_are_assembled_in_linear_time(
         chunk(_call_delta(0, ..., ..., '"}')),
         DONE,
     ]
-    assert chat_module.json is json  # the codec parses with the json module this test counts
+    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
+    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
+    assert chat_module.json is json and chat_module.scan_json is wire_module.scan_json
     parsed = 0
-    loads = json.loads
+    loads, scan = json.loads, wire_module.scan_json
 
     def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
         nonlocal parsed
         parsed += len(text)
         return loads(text, *args, **kwargs)
 
+    def counting_scan(text: str, index: int) -> tuple[Any, int]:
+        nonlocal parsed
+        parsed += len(text) - index
+        return scan(text, index)
+
     monkeypatch.setattr(json, "loads", counting_loads)
+    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
+    monkeypatch.setattr(chat_module, "scan_json", counting_scan)
     decoder = StreamDecoder()
     for event in events:
         decoder.feed(event)

@@ -27,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import alloy._codec._responses as codec
+import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     ContextLengthExceeded,
@@ -290,6 +291,15 @@ def test_recordings_cover_the_features() -> None:
 
 
 # -- 2 and 3. recorded streams: split invariance, deltas add up ------------------------------
+
+
+@needs_recordings
+@pytest.mark.parametrize("path", STREAMS, ids=ids(STREAMS))
+def test_recorded_stream_with_whitespace_around_the_json(path: Path) -> None:
+    # Whitespace around an event's JSON takes the parser's slow path (json.loads itself).
+    events = sse_events(load(path)["response"]["body"].encode())
+    padded = [e if e.is_done else e._replace(data=f" {e.data}\n\t") for e in events]
+    assert run_stream(padded) == run_stream(events)
 
 
 @needs_recordings
@@ -1482,16 +1492,25 @@ def test_stream_arguments_are_assembled_in_linear_time(monkeypatch: pytest.Monke
         ),
         SSEEvent(json.dumps(completed([call_item("c", "write", full)]))),
     ]
-    assert codec.json is json  # the codec parses with the json module this test counts
+    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
+    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
+    assert codec.json is json and codec.scan_json is wire_module.scan_json
     parsed = 0
-    loads = json.loads
+    loads, scan = json.loads, wire_module.scan_json
 
     def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
         nonlocal parsed
         parsed += len(text)
         return loads(text, *args, **kwargs)
 
+    def counting_scan(text: str, index: int) -> tuple[Any, int]:
+        nonlocal parsed
+        parsed += len(text) - index
+        return scan(text, index)
+
     monkeypatch.setattr(json, "loads", counting_loads)
+    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
+    monkeypatch.setattr(codec, "scan_json", counting_scan)
     decoder = StreamDecoder()
     for event in events:
         decoder.feed(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from alloy import (
     Usage,
 )
 from alloy._codec._json import dump_messages, dump_usage, load_messages, load_usage
+from alloy._codec._wire import is_object, loads as wire_loads
 from strategies import (
     blocks,
     conversations,
@@ -446,3 +448,72 @@ def test_dumping_what_json_cannot_hold_raises_config_error(items: Any, message: 
 def test_dump_usage_rejects_other_values() -> None:
     with pytest.raises(ConfigError, match="expected a Usage, got object"):
         dump_usage({"input_tokens": 1})  # type: ignore[arg-type]
+
+
+# -- the wire codecs' JSON parsing (alloy._codec._wire.loads) --------------------------------------
+
+
+def _outcome(parse: Any, data: Any) -> tuple[str, Any]:
+    """What ``parse(data)`` gives: ``("value", v)`` or ``("error", (type, message))``."""
+    try:
+        return "value", parse(data)
+    except Exception as exc:  # the exact exception is what is compared
+        return "error", (type(exc), str(exc))
+
+
+@given(
+    value=json_values(),
+    indent=st.sampled_from([None, 0, 2]),
+    before=st.sampled_from(["", " ", "\n", " \t\r\n"]),
+    after=st.sampled_from(["", " ", "\n", " \t\r\n", "x", " 1", "}"]),
+    ascii_only=st.booleans(),
+)
+def test_wire_loads_is_json_loads(
+    value: Any, indent: int | None, before: str, after: str, ascii_only: bool
+) -> None:
+    # The same value or the same error as json.loads, for text and for UTF-8 bytes, whatever
+    # whitespace (or extra data) surrounds the value.
+    text = before + json.dumps(value, indent=indent, ensure_ascii=ascii_only) + after
+    for data in (text, text.encode()):
+        assert _outcome(wire_loads, data) == _outcome(json.loads, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        " ",
+        "{",
+        '{"a": 1',
+        '{"a": 1}}',
+        '{"a": 1} {"b": 2}',
+        "[1,]",
+        '{"a" 1}',
+        "NaN",
+        '{"a": NaN, "b": -Infinity}',
+        "\ufeff{}",
+        '"\ud800"',
+        "{}\x00",
+        b"",
+        b"{",
+        b'{"a": "caf\xc3\xa9"}',
+        b'{"a": "\xff"}',
+        b'{"a": "\xed\xa0\x80"}',  # an encoded surrogate: json.loads decodes with surrogatepass
+        b'\xef\xbb\xbf{"bom": true}',
+        '{"utf": 16}'.encode("utf-16"),
+        '{"utf": "16-le"}'.encode("utf-16-le"),
+        '{"utf": 32}'.encode("utf-32"),
+        b"{\x00}",
+        bytearray(b'{"a": 1}'),
+        "[" * 100_000 + "]" * 100_000,  # too deep: the same RecursionError
+    ],
+)
+def test_wire_loads_edge_cases_match_json_loads(data: Any) -> None:
+    assert _outcome(wire_loads, data) == _outcome(json.loads, data)
+
+
+def test_wire_is_object_is_isinstance_mapping() -> None:
+    from types import MappingProxyType
+
+    for value in ({}, {"a": 1}, MappingProxyType({}), None, [], (), "x", 0, b"{}"):
+        assert is_object(value) == isinstance(value, Mapping), value

@@ -623,6 +623,121 @@ def test_many_events_in_one_chunk() -> None:
     assert events[-1].data == '{"i": 49999}'
 
 
+# -- the fast path: one whole event per chunk ----------------------------------------------------
+# ``feed`` recognises the usual chunk shapes (one ``data:`` event, ``event:`` + ``data:``, one
+# comment) between events without its line loop. Every chunk below follows a first event, so the
+# decoder is between events when it comes; the result must be the reference decoder's.
+
+_PER_EVENT_CHUNKS = [
+    b"data: x\n\n",
+    b"data: \n\n",
+    b"data:\n\n",
+    b"data:x\n\n",
+    b"data:  two spaces\n\n",
+    b"event: e\ndata: x\n\n",
+    b"event: \ndata: x\n\n",
+    b"event:e\ndata: x\n\n",
+    b"event: e\ndata:x\n\n",
+    b"event: e\ndata: \n\n",
+    b"event: a\nevent: b\ndata: c\n\n",
+    b"event: e\n\n",
+    b"event: e\ndata: x\nid: 3\n\n",
+    b"id: 7\ndata: x\n\n",
+    b"retry: 10\ndata: x\n\n",
+    b"data: a\ndata: b\n\n",
+    b"data: x\n\ndata: y\n\n",
+    b"data: x\r\n\r\n",
+    b"data: x\n\r\n",
+    b": ping\n\n",
+    b":\n\n",
+    b": a\n: b\n\n",
+    b": ping\ndata: x\n\n",
+    b"\n\n",
+    b"data: caf\xc3\xa9 \xe2\x82\xac\n\n",
+    b"data: \xff\xfe broken\n\n",
+    b"event: \xc3\n\ndata: x\n\n",
+    b"data: nul \x00 and \xef\xbb\xbf bom\n\n",
+    b"data: [DONE]\n\n",
+    b"dat\n\n",
+    b"data\n\n",
+]
+
+
+@pytest.mark.parametrize("chunk", _PER_EVENT_CHUNKS)
+def test_whole_event_chunks_decode_as_the_reference(chunk: bytes) -> None:
+    first = b"id: 1\nevent: start\ndata: {}\n\n"
+    decoder = SSEDecoder()
+    events = decoder.feed(first) + decoder.feed(chunk) + decoder.feed(chunk) + decoder.close()
+    assert events == reference_decode(first + chunk + chunk)
+
+
+def test_event_after_a_pending_field_is_not_taken_for_a_whole_one() -> None:
+    # A field line without its event's blank line leaves the decoder inside an event: the next
+    # chunk, although it looks whole, belongs to that event.
+    for pending in (b"event: named\n", b"retry: 5\n", b"data: first\n", b"data: par"):
+        decoder = SSEDecoder()
+        events = decoder.feed(b"data: a\n\n") + decoder.feed(pending)
+        events += decoder.feed(b"data: b\n\n") + decoder.close()
+        assert events == reference_decode(b"data: a\n\n" + pending + b"data: b\n\n"), pending
+
+
+def test_whole_event_after_a_cr_split_across_chunks() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"data: a\r") + decoder.feed(b"\n\r\n") + decoder.feed(b"\ndata: b\n\n")
+    assert events == [SSEEvent("a"), SSEEvent("b")]
+
+
+@pytest.mark.parametrize(
+    ("limit", "payload", "fits"),
+    [
+        (10, b"x" * 9, True),  # 9 bytes + LF = the limit
+        (10, b"x" * 10, False),
+        (10, ("\u00e9" * 4 + "x").encode(), True),  # 9 bytes of UTF-8
+        (10, ("\u00e9" * 5).encode(), False),
+        # Each invalid byte becomes U+FFFD, 3 bytes of UTF-8: the data can outgrow its chunk.
+        (100, b"\xff" * 33, True),
+        (100, b"\xff" * 34, False),
+    ],
+)
+def test_whole_event_chunks_keep_the_size_limit(limit: int, payload: bytes, fits: bool) -> None:
+    for head in (b"", b"event: e\n"):
+        decoder = SSEDecoder(max_event_size=limit)
+        assert decoder.feed(b"data: a\n\n") == [SSEEvent("a")]
+        chunk = head + b"data: " + payload + b"\n\n"
+        if fits:
+            (event,) = decoder.feed(chunk)
+            assert event.data == payload.decode("utf-8", "replace")
+        else:
+            with pytest.raises(
+                SSEError, match=rf"max_event_size={limit} bytes \(\d+ bytes of data"
+            ):
+                decoder.feed(chunk)
+            with pytest.raises(RuntimeError):
+                decoder.feed(b"data: a\n\n")
+
+
+def test_whole_event_chunk_after_close_raises() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\n\n") == [SSEEvent("a")]
+    assert decoder.close() == []
+    with pytest.raises(RuntimeError, match="after close"):
+        decoder.feed(b"data: b\n\n")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=st.lists(st.sampled_from(_PER_EVENT_CHUNKS), max_size=12))
+def test_property_whole_event_chunks_in_any_order(stream: list[bytes]) -> None:
+    raw = b"".join(stream)
+    assert decode_chunks(stream) == reference_decode(raw)
+    assert decode_chunks([raw]) == reference_decode(raw)
+
+
+def _per_event(raw: bytes) -> list[bytes]:
+    """``raw`` cut after every blank line, as servers flush their events."""
+    pieces = raw.split(b"\n\n")
+    return [piece + b"\n\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+
+
 # -- SSEEvent and encode_event -----------------------------------------------------------------
 
 
@@ -636,6 +751,23 @@ def test_event_is_frozen() -> None:
     event = SSEEvent("x")
     with pytest.raises(AttributeError):
         event.data = "y"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        event.other = 1  # type: ignore[attr-defined]
+
+
+def test_event_value_semantics() -> None:
+    # Keyword and positional construction, equality and hashing by value between events only
+    # (never with a plain tuple, in either order), the repr the doctests show.
+    event = SSEEvent("x", event="e", id="1", retry=5)
+    same = SSEEvent("x", "e", "1", 5)
+    plain = ("x", "e", "1", 5)
+    assert event == same and hash(event) == hash(same) and {event, same} == {event}
+    assert (event != same) is False
+    assert event != SSEEvent("x", "e", "1", None)
+    assert [event == plain, plain == event] == [False, False]
+    assert [event != plain, plain != event] == [True, True]
+    assert repr(SSEEvent("x")) == "SSEEvent(data='x', event='', id=None, retry=None)"
+    assert (event.data, event.event, event.id, event.retry) == plain
 
 
 def test_encode_event_writes_all_fields() -> None:
@@ -678,7 +810,8 @@ def test_module_imports_only_stdlib_and_attrs() -> None:
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "attrs"}, imported
+    # Sans-IO: the standard library's typing helpers (and attrs) only; no trio, no HTTP client.
+    assert imported <= {"__future__", "attrs", "collections", "typing"}, imported
 
 
 def test_docstring_examples() -> None:
@@ -777,6 +910,7 @@ def test_property_any_split_gives_the_same_events(
     points = data.draw(st.lists(st.integers(0, len(raw)), max_size=12))
     assert decode_chunks(split_at(raw, points)) == expected
     assert decode_chunks(fixed_chunks(raw, 1)) == expected
+    assert decode_chunks(_per_event(raw)) == expected
 
 
 _events = st.builds(
@@ -863,6 +997,7 @@ def test_recorded_stream_decodes(path: Path) -> None:
     assert events == reference_decode(raw)
 
     # Split invariance at a few chunk sizes, seeded by the file name for reproducibility.
+    assert decode_chunks(_per_event(raw)) == events  # one chunk per event, as servers flush
     rng = random.Random(path.name)
     for size in (rng.randint(1, 8), rng.randint(9, 300), rng.randint(300, 8000)):
         assert decode_chunks(fixed_chunks(raw, size)) == events, size

@@ -97,7 +97,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, error_from_status, request_id
+from ._wire import HttpRequest, error_from_status, is_object, loads, request_id, scan_json
 
 __all__ = [
     "CODE_EXECUTION_BETAS",
@@ -586,12 +586,12 @@ def _count(raw: Mapping[str, Any], key: str) -> int:
 
 def _usage(raw: Any) -> Usage:
     """Alloy's ``Usage`` from an Anthropic ``usage`` object (see the module docstring)."""
-    if not isinstance(raw, Mapping):
+    if not is_object(raw):
         return Usage()
     cache_read = _count(raw, "cache_read_input_tokens")
     cache_write = _count(raw, "cache_creation_input_tokens")
     details = raw.get("output_tokens_details")
-    reasoning = _count(details, "thinking_tokens") if isinstance(details, Mapping) else 0
+    reasoning = _count(details, "thinking_tokens") if is_object(details) else 0
     return Usage(
         input_tokens=_count(raw, "input_tokens") + cache_read + cache_write,
         output_tokens=_count(raw, "output_tokens"),
@@ -630,6 +630,11 @@ def _with_request_id(headers: Mapping[str, str], payload: Mapping[str, Any]) -> 
     return headers
 
 
+def _text(body: bytes | str) -> str:
+    """The body as text, for error messages (decoded only when an error needs it)."""
+    return body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
+
+
 def decode_response(body: bytes) -> Completion:
     """The completion in a non-streamed 200 reply.
 
@@ -642,18 +647,17 @@ def decode_response(body: bytes) -> Completion:
     >>> completion.message.text, completion.stop_reason, completion.usage.input_tokens
     ('Hi!', <StopReason.END_TURN: 'end_turn'>, 100)
     """
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError as exc:
-        raise _protocol_error(f"the reply is not JSON ({exc})", text[:2000]) from exc
+        raise _protocol_error(f"the reply is not JSON ({exc})", _text(body)[:2000]) from exc
     if type(payload) is not dict:
-        raise _protocol_error("the reply is not a JSON object", text[:2000])
+        raise _protocol_error("the reply is not a JSON object", _text(body)[:2000])
     if payload.get("type") == "error" or ("error" in payload and "content" not in payload):
-        raise _error_event(payload, text, {})
+        raise _error_event(payload, _text(body), {})
     content = payload.get("content")
     if type(content) is not list:
-        raise _protocol_error("the reply has no 'content' list", text[:2000])
+        raise _protocol_error("the reply has no 'content' list", _text(body)[:2000])
     message = Message("assistant", _decode_content(content))
     model = payload.get("model")
     return Completion(
@@ -780,24 +784,47 @@ class StreamDecoder:
         data = event.data
         if not data or data == "[DONE]":
             return []
+        # The hot path: one call per streamed token. ``scan_json`` is ``json.loads`` without its
+        # wrapper; anything unusual (whitespace around the value, invalid JSON) goes to
+        # ``json.loads`` itself, for its result or its error.
         try:
-            payload = json.loads(data)
-        except ValueError as exc:
-            raise _protocol_error(f"a stream event is not JSON ({exc})", data[:2000]) from exc
+            payload, end = scan_json(data, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end != len(data):
+            try:
+                payload = json.loads(data)
+            except ValueError as exc:
+                raise _protocol_error(f"a stream event is not JSON ({exc})", data[:2000]) from exc
         if type(payload) is not dict:
             raise _protocol_error("a stream event is not a JSON object", data[:2000])
         kind = payload.get("type") or event.event
         if kind == "content_block_delta":
-            # The hot path, a text delta, inlined; everything else (and every error) below.
-            try:
-                block = self._blocks[payload["index"]]
-                delta = payload["delta"]
-                text = delta["text"]
-                if delta["type"] == "text_delta" and block.kind == "text" and type(text) is str:
-                    block.parts.append(text)
-                    return [TextDelta(text=text)] if text else []
-            except (KeyError, TypeError):
-                pass
+            # The usual deltas, inlined; anything else, and every malformed delta, goes to
+            # ``_delta``, which checks everything and raises the errors.
+            index = payload.get("index")
+            delta = payload.get("delta")
+            if type(index) is int and type(delta) is dict:
+                block = self._blocks.get(index)
+                if block is not None:
+                    delta_kind = delta.get("type")
+                    if delta_kind == "text_delta":
+                        text = delta.get("text")
+                        if block.kind == "text" and type(text) is str:
+                            block.parts.append(text)
+                            return [TextDelta(text=text)] if text else []
+                    elif delta_kind == "input_json_delta":
+                        fragment = delta.get("partial_json")
+                        if block.call is not None and type(fragment) is str:
+                            if not fragment:
+                                return []
+                            block.parts.append(fragment)
+                            return [ToolCallDelta(index=block.call, arguments=fragment)]
+                    elif delta_kind == "thinking_delta":
+                        text = delta.get("thinking")
+                        if block.kind == "thinking" and type(text) is str:
+                            block.parts.append(text)
+                            return [ThinkingDelta(text=text)] if text else []
             return self._delta(payload)
         if kind == "content_block_start":
             return self._start(payload)
@@ -943,7 +970,7 @@ class StreamDecoder:
         elif block.parts:
             raw = "".join(block.parts)
             try:
-                arguments = json.loads(raw)
+                arguments = loads(raw)
             except ValueError:
                 arguments = None
             if type(arguments) is not dict:

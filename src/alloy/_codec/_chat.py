@@ -130,7 +130,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, error_from_status
+from ._wire import HttpRequest, Memo, error_from_status, is_object, loads, scan_json
 
 __all__ = [
     "PROVIDER",
@@ -211,7 +211,7 @@ class ChatSettings:
 
 def _plain(value: Any) -> Any:
     """``value`` as dicts and lists only (mapping proxies and tuples would not serialise)."""
-    if isinstance(value, Mapping):
+    if is_object(value):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
@@ -219,7 +219,7 @@ def _plain(value: Any) -> Any:
 
 
 def _json_default(value: object) -> Any:
-    if isinstance(value, Mapping):
+    if is_object(value):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
@@ -317,17 +317,30 @@ def _encode_assistant(message: Message, *, send_reasoning: bool) -> dict[str, An
     return wire
 
 
+# A message's wire form depends only on the message (and ``send_reasoning``), and messages are
+# frozen: it is built once per message object, so a turn encodes only what is new (a tool call's
+# arguments, for one, cost a json.dumps). The wire dicts are shared between requests.
+_user_memo: Memo[Message, tuple[dict[str, Any], ...]] = Memo(
+    lambda message: tuple(_encode_user(message))
+)
+_assistant_memos: tuple[Memo[Message, dict[str, Any] | None], ...] = (
+    Memo(lambda message: _encode_assistant(message, send_reasoning=False)),
+    Memo(lambda message: _encode_assistant(message, send_reasoning=True)),
+)
+
+
 def _encode_messages(request: Request, settings: ChatSettings) -> list[dict[str, Any]]:
     wire: list[dict[str, Any]] = []
     if request.system_prompt:
         wire.append({"role": "system", "content": request.system_prompt})
+    assistant = _assistant_memos[1 if settings.send_reasoning else 0]
     for message in request.messages:
         if message.role == "assistant":
-            encoded = _encode_assistant(message, send_reasoning=settings.send_reasoning)
+            encoded = assistant(message)
             if encoded is not None:
                 wire.append(encoded)
         else:
-            wire.extend(_encode_user(message))
+            wire += _user_memo(message)
     return wire
 
 
@@ -340,6 +353,10 @@ def _tool_wire(tool: ToolSpec) -> dict[str, Any]:
             "parameters": _plain(tool.input_schema),
         },
     }
+
+
+# A tool's wire form is built (its schema deep-copied) once per ToolSpec, not on every turn.
+_tool_wire_memo: Memo[ToolSpec, dict[str, Any]] = Memo(_tool_wire)
 
 
 def _merge(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
@@ -360,6 +377,9 @@ def encode_request(request: Request, settings: ChatSettings, *, stream: bool) ->
     the function tools, for a host's own tools (OpenRouter's
     ``{"type": "openrouter:web_search"}``).
 
+    The body's message and tool dicts may be shared with a cache (a conversation's next turn
+    encodes only its new messages): do not mutate them.
+
     >>> http = encode_request(Request(messages=(Message.user("hi"),), system_prompt="Be brief."),
     ...                       ChatSettings(model="llama3.2"), stream=True)
     >>> http.path, http.body["messages"][0]
@@ -372,7 +392,7 @@ def encode_request(request: Request, settings: ChatSettings, *, stream: bool) ->
         "messages": _encode_messages(request, settings),
     }
     if request.tools:
-        body["tools"] = [_tool_wire(tool) for tool in request.tools]
+        body["tools"] = [_tool_wire_memo(tool) for tool in request.tools]
         if settings.tool_choice is not None:
             body["tool_choice"] = _plain(settings.tool_choice)
         if settings.parallel_tool_calls is not None:
@@ -401,6 +421,8 @@ def _protocol_error(message: str, body: str | None = None) -> ProtocolError:
 
 def _count(value: object) -> int:
     """A token count from the wire: a non-negative int, anything else is 0."""
+    if type(value) is int:  # the usual case, first
+        return value if value > 0 else 0
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     return max(int(value), 0)
@@ -408,10 +430,10 @@ def _count(value: object) -> int:
 
 def _usage(raw: Mapping[str, Any]) -> Usage:
     prompt_details = raw.get("prompt_tokens_details")
-    if not isinstance(prompt_details, Mapping):
+    if not is_object(prompt_details):
         prompt_details = {}
     completion_details = raw.get("completion_tokens_details")
-    if not isinstance(completion_details, Mapping):
+    if not is_object(completion_details):
         completion_details = {}
     cached = prompt_details.get("cached_tokens")
     if cached is None:
@@ -461,7 +483,7 @@ def _arguments(raw: object, name: str, *, truncated: bool) -> dict[str, Any]:
     """A tool call's arguments from the wire (a JSON string, or an object on some hosts)."""
     if raw is None:
         return {}
-    if isinstance(raw, Mapping):
+    if is_object(raw):
         return dict(raw)
     if not isinstance(raw, str):
         raise _protocol_error(
@@ -470,7 +492,7 @@ def _arguments(raw: object, name: str, *, truncated: bool) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = loads(raw)
     except ValueError:
         value = raw
     if isinstance(value, dict):
@@ -493,7 +515,7 @@ def _part_text(value: object) -> str:
         for item in value:
             if isinstance(item, str):
                 pieces.append(item)
-            elif isinstance(item, Mapping) and isinstance(item.get("text"), str):
+            elif is_object(item) and isinstance(item.get("text"), str):
                 pieces.append(item["text"])
         return "".join(pieces)
     return ""
@@ -545,7 +567,7 @@ class _Segments:
                     if part:
                         deltas.append(TextDelta(text=part))
                     continue
-                if not isinstance(part, Mapping):
+                if not is_object(part):
                     raise _protocol_error(f"content part is not an object: {part!r}")
                 kind = part.get("type")
                 if kind == "text":
@@ -607,7 +629,7 @@ def _error_fields(payload: object) -> tuple[str | None, str | None, str | None, 
         payload = payload[0]
     if isinstance(payload, str):
         return None, payload or None, None, None
-    if not isinstance(payload, Mapping):
+    if not is_object(payload):
         return None, None, None, None
     error = payload.get("error", payload)
     if isinstance(error, list) and error:
@@ -620,7 +642,7 @@ def _error_fields(payload: object) -> tuple[str | None, str | None, str | None, 
             _optional_str(payload.get("code")),
             _status_hint(payload.get("code"), payload.get("status_code")),
         )
-    if not isinstance(error, Mapping):
+    if not is_object(error):
         return None, None, None, None
     message = error.get("message")
     if not isinstance(message, str):
@@ -632,7 +654,7 @@ def _error_fields(payload: object) -> tuple[str | None, str | None, str | None, 
     else:
         text = _dumps(message)
     metadata = error.get("metadata")
-    if isinstance(metadata, Mapping) and isinstance(metadata.get("raw"), str) and metadata["raw"]:
+    if is_object(metadata) and isinstance(metadata.get("raw"), str) and metadata["raw"]:
         raw = metadata["raw"]
         text = f"{text} ({raw})" if text else raw
     error_type = _optional_str(error.get("type"))
@@ -689,7 +711,7 @@ def _raise_in_band(payload: object, body: str) -> NoReturn:
 def _first_choice(choices: Sequence[Any]) -> Mapping[str, Any] | None:
     first: Mapping[str, Any] | None = None
     for choice in choices:
-        if not isinstance(choice, Mapping):
+        if not is_object(choice):
             raise _protocol_error(f"a choice is not an object: {choice!r}")
         index = choice.get("index", 0)
         if index == 0 or index is None:
@@ -702,10 +724,10 @@ def _first_choice(choices: Sequence[Any]) -> Mapping[str, Any] | None:
 def _tool_call(
     item: object, position: int, response_id: str | None, *, truncated: bool, request: bool
 ) -> ToolCall:
-    if not isinstance(item, Mapping):
+    if not is_object(item):
         raise _protocol_error(f"a tool call is not an object: {item!r}")
     function = item.get("function")
-    if not isinstance(function, Mapping):
+    if not is_object(function):
         raise _protocol_error(f"tool call {position} has no 'function' object: {item!r}")
     name = function.get("name")
     if not isinstance(name, str) or not (name or request):
@@ -750,7 +772,7 @@ def _decode_message(
         raise _protocol_error(f"'tool_calls' is not a list: {raw_calls!r}")
     else:
         legacy = message.get("function_call")
-        if isinstance(legacy, Mapping):
+        if is_object(legacy):
             legacy_call = {"function": legacy}
             blocks.append(
                 _tool_call(legacy_call, 0, response_id, truncated=truncated, request=request)
@@ -772,12 +794,12 @@ def decode_response(body: bytes) -> Completion:
     """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
     try:
-        payload = json.loads(text)
+        payload = loads(text)
     except ValueError as exc:
         raise _protocol_error(f"the reply is not valid JSON ({exc})", body=text) from exc
-    if not isinstance(payload, Mapping):
+    if not is_object(payload):
         first = payload[0] if isinstance(payload, list) and payload else None
-        if isinstance(first, Mapping) and first.get("error"):
+        if is_object(first) and first.get("error"):
             _raise_in_band(payload, text)
         raise _protocol_error(f"the reply is not a JSON object: {text[:200]!r}", body=text)
     if payload.get("error"):
@@ -786,7 +808,7 @@ def decode_response(body: bytes) -> Completion:
     if not isinstance(choices, list):
         raise _protocol_error(f"the reply has no 'choices' list: {text[:200]!r}", body=text)
     raw_usage = payload.get("usage")
-    usage = _usage(raw_usage) if isinstance(raw_usage, Mapping) else Usage()
+    usage = _usage(raw_usage) if is_object(raw_usage) else Usage()
     response_id = payload.get("id") if isinstance(payload.get("id"), str) else None
     model = payload.get("model") if isinstance(payload.get("model"), str) else None
     choice = _first_choice(choices)
@@ -795,13 +817,13 @@ def decode_response(body: bytes) -> Completion:
             message=Message.assistant(()), stop_reason=StopReason.END_TURN, usage=usage, model=model
         )
     message = choice.get("message")
-    if not isinstance(message, Mapping):
+    if not is_object(message):
         raise _protocol_error(f"the first choice has no 'message' object: {text[:200]!r}", text)
     finish_reason = choice.get("finish_reason")
     blocks, refused = _decode_message(message, finish_reason, response_id)
     stop = _stop_reason(
         finish_reason,
-        has_tool_calls=any(type(block) is ToolCall for block in blocks),
+        has_tool_calls=ToolCall in map(type, blocks),
         refused=refused,
         stop_string=isinstance(choice.get("stop_reason"), str),
     )
@@ -880,14 +902,21 @@ class StreamDecoder:
         if data == "[DONE]":
             self._done = True
             return []
+        # ``scan_json`` is ``json.loads`` without its wrapper; anything unusual (whitespace
+        # around the value, invalid JSON) goes to ``json.loads`` itself, for its result or error.
         try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            if event.event == "error":
-                _raise_in_band(data, data)
-            raise _protocol_error(
-                f"a stream chunk is not valid JSON ({exc}): {data[:200]!r}", data
-            ) from exc
+            chunk, end = scan_json(data, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end != len(data):
+            try:
+                chunk = json.loads(data)
+            except ValueError as exc:
+                if event.event == "error":
+                    _raise_in_band(data, data)
+                raise _protocol_error(
+                    f"a stream chunk is not valid JSON ({exc}): {data[:200]!r}", data
+                ) from exc
         if type(chunk) is not dict:
             if event.event == "error":
                 _raise_in_band(chunk, data)
@@ -924,7 +953,16 @@ class StreamDecoder:
         deltas: list[Delta]
         delta = choice.get("delta")
         if type(delta) is dict:
-            deltas = self._delta(delta) if delta else []
+            content = delta.get("content")
+            if type(content) is str and (len(delta) == 1 or (len(delta) == 2 and "role" in delta)):
+                # The usual chunk, text alone: what ``_delta`` does with it, without its lookups.
+                if content:
+                    self._segments.add("text", content)
+                    deltas = [TextDelta(text=content)]
+                else:
+                    deltas = []
+            else:
+                deltas = self._delta(delta) if delta else []
         elif delta is None:
             deltas = []
         else:
@@ -939,23 +977,24 @@ class StreamDecoder:
     def _delta(self, delta: dict[str, Any]) -> list[Delta]:
         get = delta.get
         deltas: list[Delta] = []
-        reasoning = get("reasoning_content") or get("reasoning")
-        if reasoning and type(reasoning) is str:
-            self._segments.add("thinking", reasoning)
-            deltas.append(ThinkingDelta(text=reasoning))
-        content = get("content")
-        if content:
-            if type(content) is str:
-                self._segments.add("text", content)
-                deltas.append(TextDelta(text=content))
-            else:
-                deltas += self._segments.add_content(content)
-        refusal = get("refusal")
-        if refusal and type(refusal) is str:
-            self._refused = True
-            self._segments.add("text", refusal)
-            deltas.append(TextDelta(text=refusal))
         calls = get("tool_calls")
+        if calls is None or len(delta) > 1:  # (a delta of tool calls alone has nothing else)
+            reasoning = get("reasoning_content") or get("reasoning")
+            if reasoning and type(reasoning) is str:
+                self._segments.add("thinking", reasoning)
+                deltas.append(ThinkingDelta(text=reasoning))
+            content = get("content")
+            if content:
+                if type(content) is str:
+                    self._segments.add("text", content)
+                    deltas.append(TextDelta(text=content))
+                else:
+                    deltas += self._segments.add_content(content)
+            refusal = get("refusal")
+            if refusal and type(refusal) is str:
+                self._refused = True
+                self._segments.add("text", refusal)
+                deltas.append(TextDelta(text=refusal))
         if calls is not None:
             if type(calls) is not list:
                 raise _protocol_error(f"'tool_calls' is not a list: {calls!r}")
@@ -979,7 +1018,7 @@ class StreamDecoder:
         self, item: Mapping[str, Any], call_id: str | None, name: str | None
     ) -> _CallState:
         index = item.get("index")
-        if isinstance(index, int) and not isinstance(index, bool):
+        if type(index) is int or (isinstance(index, int) and not isinstance(index, bool)):
             state = self._by_key.get(index)
             if state is None:
                 return self._new_call(index)
@@ -1000,9 +1039,20 @@ class StreamDecoder:
 
     def _tool_call_delta(self, item: Mapping[str, Any]) -> list[Delta]:
         function = item.get("function")
+        index = item.get("index")
+        if type(function) is dict and type(index) is int and len(item) == 2 and len(function) == 1:
+            # The usual fragment, ``{"index": i, "function": {"arguments": "..."}}`` of a call
+            # already started: what the general code below does with it, without its checks.
+            state = self._by_key.get(index)
+            fragment = function.get("arguments")
+            if state is not None and state.started and type(fragment) is str:
+                if not fragment:
+                    return []
+                state.fragments.append(fragment)
+                return [ToolCallDelta(index=state.position, arguments=fragment)]
         if function is None:
             function = {}
-        if not isinstance(function, Mapping):
+        if not is_object(function):
             raise _protocol_error(f"a tool call delta has a bad 'function': {item!r}")
         call_id = item.get("id")
         call_id = call_id if isinstance(call_id, str) and call_id else None
@@ -1014,12 +1064,12 @@ class StreamDecoder:
         if name is not None and state.name is None:
             state.name = name
         raw = function.get("arguments")
-        if isinstance(raw, Mapping):
-            fragment = _dumps(dict(raw))  # a host that sends the arguments as an object
-        elif isinstance(raw, str):
+        if isinstance(raw, str):
             fragment = raw
         elif raw is None:
             fragment = ""
+        elif is_object(raw):
+            fragment = _dumps(dict(raw))  # a host that sends the arguments as an object
         else:
             raise _protocol_error(f"tool call arguments must be a string, got {raw!r}")
         deltas: list[Delta] = []
@@ -1077,7 +1127,7 @@ def _content_text(content: object) -> str:
         return "".join(
             part["text"]
             for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+            if is_object(part) and isinstance(part.get("text"), str)
         )
     return ""
 
@@ -1088,7 +1138,7 @@ def _user_blocks(content: object) -> list[Block]:
     blocks: list[Block] = []
     if isinstance(content, list):
         for part in content:
-            if not isinstance(part, Mapping):
+            if not is_object(part):
                 continue
             kind = part.get("type")
             if kind == "text" and isinstance(part.get("text"), str):
@@ -1096,7 +1146,7 @@ def _user_blocks(content: object) -> list[Block]:
                 continue
             if kind == "image_url":
                 url = part.get("image_url")
-                url = url.get("url") if isinstance(url, Mapping) else url
+                url = url.get("url") if is_object(url) else url
                 if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
                     media_type, _, data = url[5:].partition(";base64,")
                     blocks.append(Image(media_type=media_type, data=data))
@@ -1123,7 +1173,7 @@ def decode_request(body: Mapping[str, Any]) -> Request:
     results: list[Block] = []
     raw_messages = body.get("messages")
     for wire in raw_messages if isinstance(raw_messages, list) else ():
-        if not isinstance(wire, Mapping):
+        if not is_object(wire):
             continue
         role = wire.get("role")
         content = wire.get("content")
@@ -1155,8 +1205,8 @@ def decode_request(body: Mapping[str, Any]) -> Request:
     host_tools: list[Any] = []
     raw_tools = body.get("tools")
     for item in raw_tools if isinstance(raw_tools, list) else ():
-        function = item.get("function") if isinstance(item, Mapping) else None
-        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        function = item.get("function") if is_object(item) else None
+        if not is_object(function) or not isinstance(function.get("name"), str):
             host_tools.append(item)  # a host's own tool: back to the options
         else:
             description = function.get("description")
@@ -1165,7 +1215,7 @@ def decode_request(body: Mapping[str, Any]) -> Request:
                 ToolSpec(
                     function["name"],
                     description if isinstance(description, str) else "",
-                    parameters if isinstance(parameters, Mapping) else {},
+                    parameters if is_object(parameters) else {},
                 )
             )
     skip = {"model", "messages", "tools", "stream", "stream_options"}

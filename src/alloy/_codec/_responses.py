@@ -108,7 +108,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -130,7 +130,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, error_from_status
+from ._wire import HttpRequest, error_from_status, is_object, loads, scan_json
 
 __all__ = [
     "ERROR_PREFIX",
@@ -342,7 +342,7 @@ def _encode_block(block: Block) -> dict[str, Any] | None:
 
 
 def _json_default(value: object) -> Any:
-    if isinstance(value, Mapping):
+    if is_object(value):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
@@ -379,7 +379,7 @@ def decode_response(body: bytes) -> Completion:
 
 def _load_object(data: bytes | str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = loads(data)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(
             f"{PROVIDER}: the {what} is not valid JSON ({exc}): {_preview(data)}",
@@ -429,14 +429,14 @@ def _completion(response: Mapping[str, Any], output: Sequence[Any] | None = None
     truncated: StopReason | None = None
     if status == "incomplete":
         details = response.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
+        reason = details.get("reason") if is_object(details) else None
         truncated = StopReason.REFUSAL if reason == "content_filter" else StopReason.MAX_TOKENS
     blocks, refused = _decode_output(output, truncated=truncated is StopReason.MAX_TOKENS)
     if truncated is not None:
         stop = truncated
     elif refused:
         stop = StopReason.REFUSAL
-    elif any(type(block) is ToolCall for block in blocks):
+    elif ToolCall in map(type, blocks):
         stop = StopReason.TOOL_USE
     else:
         stop = StopReason.END_TURN
@@ -453,7 +453,7 @@ def _decode_output(output: Iterable[Any], *, truncated: bool) -> tuple[list[Bloc
     blocks: list[Block] = []
     refused = False
     for item in output:
-        if not isinstance(item, Mapping):
+        if not is_object(item):
             raise _protocol(f"an output item is not an object: {_preview(json.dumps(item))}")
         kind = item.get("type")
         if kind == "message":
@@ -480,7 +480,7 @@ def _list(value: object) -> list[Any]:
 
 def _part_text(part: object) -> tuple[str | None, bool]:
     """The text of a message content part and whether it is a refusal; None if not text."""
-    if isinstance(part, Mapping):
+    if is_object(part):
         kind = part.get("type")
         if kind in ("output_text", "input_text", "text"):
             text = part.get("text")
@@ -504,11 +504,11 @@ def _decode_call(item: Mapping[str, Any], *, truncated: bool) -> ToolCall:
 def _parse_arguments(raw: object, name: str, truncated: bool) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
-    if isinstance(raw, Mapping):
+    if is_object(raw):
         return dict(raw)
     if isinstance(raw, str):
         try:
-            value = json.loads(raw)
+            value = loads(raw)
         except (ValueError, RecursionError) as exc:
             if truncated:
                 return {}
@@ -529,12 +529,12 @@ def _reasoning_text(item: Mapping[str, Any]) -> str:
     return "".join(
         _str_field(part, "text")
         for part in _list(item.get("content"))
-        if isinstance(part, Mapping) and part.get("type") in ("reasoning_text", "text")
+        if is_object(part) and part.get("type") in ("reasoning_text", "text")
     )
 
 
 def _str_field(value: object, key: str) -> str:
-    if isinstance(value, Mapping):
+    if is_object(value):
         field = value.get(key)
         if isinstance(field, str):
             return field
@@ -553,16 +553,18 @@ def _decode_reasoning(item: Mapping[str, Any]) -> Thinking:
 
 
 def _count(value: object) -> int:
+    if type(value) is int:  # the usual case, first
+        return value if value > 0 else 0
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _decode_usage(usage: object) -> Usage:
-    if not isinstance(usage, Mapping):
+    if not is_object(usage):
         return Usage()
     inputs = usage.get("input_tokens_details")
     outputs = usage.get("output_tokens_details")
-    inputs = inputs if isinstance(inputs, Mapping) else {}
-    outputs = outputs if isinstance(outputs, Mapping) else {}
+    inputs = inputs if is_object(inputs) else {}
+    outputs = outputs if is_object(outputs) else {}
     return Usage(
         input_tokens=_count(usage.get("input_tokens")),
         output_tokens=_count(usage.get("output_tokens")),
@@ -579,12 +581,12 @@ def _error_fields(value: object) -> tuple[str | None, str | None, str | None]:
     """(type, message, code) of an error object, a ``{"error": ...}`` wrapper or a string."""
     if isinstance(value, str):
         return None, value or None, None
-    if not isinstance(value, Mapping):
+    if not is_object(value):
         return None, None, None
     inner = value.get("error")
     if isinstance(inner, str):
         return None, inner or None, None
-    if isinstance(inner, Mapping):
+    if is_object(inner):
         value = inner
     kind, message, code = value.get("type"), value.get("message"), value.get("code")
     if kind == "error":  # the event's own type, not the error's
@@ -686,42 +688,58 @@ class StreamDecoder:
         Raises the typed ``ProviderError`` for ``error`` and ``response.failed`` events and
         ``ProtocolError`` for an event that is not a JSON object.
         """
-        if event.is_done or not event.data.strip():
+        # The hot path: one call per streamed token. ``data.isspace()`` stops at the first
+        # non-space character, where ``data.strip()`` would copy the whole event.
+        data = event.data
+        if not data or data == "[DONE]" or data.isspace():
             return []
-        data = _load_object(event.data, f"{event.event or 'stream'} event")
-        kind = data.get("type")
-        if not isinstance(kind, str):
+        # ``scan_json`` is ``json.loads`` without its wrapper; anything unusual (whitespace
+        # around the value, invalid JSON, not an object) goes to ``_load_object``, which raises.
+        try:
+            payload, end = scan_json(data, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end != len(data) or type(payload) is not dict:
+            payload = _load_object(data, f"{event.event or 'stream'} event")
+        kind = payload.get("type")
+        if type(kind) is not str:
             kind = event.event
         if self._response is not None:
             return []  # nothing after the end marker counts
-        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
-            return self._text_delta(data)
+        if kind == "response.output_text.delta":
+            # The most frequent event, inlined (``_text_delta`` does the same).
+            delta = payload.get("delta")
+            if type(delta) is not str or not delta:
+                return []
+            index = payload.get("output_index")
+            slot = self._slots.get(index) if type(index) is int else None
+            if slot is None:
+                slot = self._slot(payload)
+            index = payload.get("content_index")
+            key = index if isinstance(index, int) else 0
+            pieces = slot.texts.get(key)
+            if pieces is None:
+                slot.texts[key] = [delta]
+            else:
+                pieces.append(delta)
+            return [TextDelta(text=delta)]
         if kind == "response.function_call_arguments.delta":
-            return self._arguments_delta(data)
-        if kind == "response.reasoning_summary_text.delta":
-            return self._summary_delta(data)
-        if kind == "response.reasoning_text.delta":
-            return self._reasoning_text_delta(data)
-        if kind == "response.output_item.added":
-            return self._item(data, done=False)
-        if kind == "response.output_item.done":
-            return self._item(data, done=True)
-        if kind == "response.function_call_arguments.done":
-            return self._arguments_done(data)
-        if kind in ("response.completed", "response.incomplete"):
-            return self._end(data)
+            return self._arguments_delta(payload)
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            return handler(self, payload)
         if kind == "response.failed":
-            response = data.get("response")
+            response = payload.get("response")
             raise _error_from_object(
-                response.get("error") if isinstance(response, Mapping) else data,
+                response.get("error") if is_object(response) else payload,
                 status=None,
-                body=event.data,
+                body=data,
             )
         if kind == "error":
-            raise _error_from_object(data, status=None, body=event.data)
+            raise _error_from_object(payload, status=None, body=data)
         if kind in ("response.created", "response.in_progress", "response.queued"):
-            response = data.get("response")
-            if isinstance(response, Mapping) and isinstance(response.get("model"), str):
+            response = payload.get("response")
+            if is_object(response) and isinstance(response.get("model"), str):
                 self._model = response["model"]
         return []  # content_part.*, *.done echoes, annotations, server tool progress...
 
@@ -835,7 +853,7 @@ class StreamDecoder:
 
     def _item(self, data: Mapping[str, Any], *, done: bool) -> list[Delta]:
         item = data.get("item")
-        if not isinstance(item, Mapping):
+        if not is_object(item):
             return []
         slot = self._slot(data)
         index = data.get("output_index")
@@ -867,7 +885,7 @@ class StreamDecoder:
         elif kind == "function_call":
             deltas += self._start_call(slot, item)
             arguments = item.get("arguments")
-            if isinstance(arguments, Mapping):
+            if is_object(arguments):
                 arguments = json.dumps(arguments, ensure_ascii=False)
             if isinstance(arguments, str):
                 missing = _catch_up(slot.arguments, arguments)
@@ -882,7 +900,7 @@ class StreamDecoder:
 
     def _end(self, data: Mapping[str, Any]) -> list[Delta]:
         response = data.get("response")
-        if not isinstance(response, Mapping):
+        if not is_object(response):
             raise _protocol(f"{data.get('type')} event without a response object")
         self._response = dict(response)
         if data.get("type") == "response.incomplete" and "status" not in response:
@@ -891,7 +909,7 @@ class StreamDecoder:
         deltas: list[Delta] = []
         if isinstance(output, list):
             for index, item in enumerate(output):
-                if isinstance(item, Mapping):
+                if is_object(item):
                     deltas += self._catch_up_item(self._final_slot(index, item), item)
         return deltas
 
@@ -939,6 +957,21 @@ class StreamDecoder:
         return output
 
 
+# The events ``feed`` hands to a method (the rarer ones; the text and argument deltas are
+# tested first). A table instead of a chain of comparisons: the events that carry nothing (code
+# interpreter progress, ``*.done`` echoes) then cost one lookup, not a dozen string comparisons.
+_HANDLERS: Final[dict[str, Callable[[StreamDecoder, dict[str, Any]], list[Delta]]]] = {
+    "response.refusal.delta": StreamDecoder._text_delta,
+    "response.reasoning_summary_text.delta": StreamDecoder._summary_delta,
+    "response.reasoning_text.delta": StreamDecoder._reasoning_text_delta,
+    "response.output_item.added": lambda decoder, data: decoder._item(data, done=False),
+    "response.output_item.done": lambda decoder, data: decoder._item(data, done=True),
+    "response.function_call_arguments.done": StreamDecoder._arguments_done,
+    "response.completed": StreamDecoder._end,
+    "response.incomplete": StreamDecoder._end,
+}
+
+
 # -- the other side: reading a request (fake servers, tests) ---------------------------------
 
 
@@ -967,7 +1000,7 @@ def decode_request(body: Mapping[str, Any]) -> Request:
     role: str | None = None
     blocks: list[Block] = []
     for item in raw_input:
-        if not isinstance(item, Mapping):
+        if not is_object(item):
             raise _protocol(f"an input item is not an object: {item!r:.200}")
         item_role, item_blocks = _decode_input_item(item, system)
         if not item_blocks:
@@ -982,7 +1015,7 @@ def decode_request(body: Mapping[str, Any]) -> Request:
     tools = tuple(
         ToolSpec(tool["name"], tool.get("description") or "", tool.get("parameters") or {})
         for tool in _list(body.get("tools"))
-        if isinstance(tool, Mapping) and tool.get("type") == "function"
+        if is_object(tool) and tool.get("type") == "function"
     )
     return Request(messages=tuple(messages), system_prompt="\n\n".join(system) or None, tools=tools)
 
@@ -1017,7 +1050,7 @@ def _decode_input_item(item: Mapping[str, Any], system: list[str]) -> tuple[str,
 
 
 def _decode_user_part(part: object) -> Block:
-    if isinstance(part, Mapping):
+    if is_object(part):
         kind = part.get("type")
         if kind in ("input_text", "text", "output_text"):
             return Text(_str_field(part, "text"))

@@ -4,9 +4,11 @@ the mapping from an HTTP error to a typed ``ProviderError``. Sans-IO: no trio, n
 from __future__ import annotations
 
 import email.utils
+import json
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeGuard, TypeVar
 
 import attrs
 
@@ -29,11 +31,15 @@ from ._sse import SSEEvent
 __all__ = [
     "RETRYABLE_STATUSES",
     "HttpRequest",
+    "Memo",
     "StreamDecoder",
     "error_from_status",
+    "is_object",
+    "loads",
     "parse_retry_after",
     "rate_limit_headers",
     "request_id",
+    "scan_json",
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -74,6 +80,103 @@ class StreamDecoder(Protocol):
     def feed(self, event: SSEEvent) -> list[Delta]: ...
 
     def finish(self) -> Completion: ...
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class Memo(Generic[_K, _V]):
+    """``derive(key)``, computed once per key object: for wire forms of frozen values (a
+    ``ToolSpec``, a ``Message``) that every turn of a conversation sends again.
+
+    Keyed by identity, not equality (a tool's schema is an unhashable dict). A weak reference's
+    callback drops an entry when its key dies, before its id can be reused, so the memo holds
+    no key alive; a key that cannot be weakly referenced is derived every time. The values are
+    shared by every request that uses them: callers must not mutate them.
+
+    >>> class Key: ...
+    >>> derived = []
+    >>> memo = Memo(lambda key: derived.append(1) or len(derived))
+    >>> key = Key()
+    >>> memo(key), memo(key), len(derived)
+    (1, 1, 1)
+    >>> del key
+    >>> len(memo)
+    0
+    """
+
+    __slots__ = ("_derive", "_entries")
+
+    def __init__(self, derive: Callable[[_K], _V]) -> None:
+        self._derive = derive
+        self._entries: dict[int, tuple[weakref.ReferenceType[_K], _V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, key: _K) -> _V:
+        ident = id(key)
+        entry = self._entries.get(ident)
+        if entry is not None and entry[0]() is key:
+            return entry[1]
+        value = self._derive(key)
+        entries = self._entries
+        try:
+            ref = weakref.ref(key, lambda _: entries.pop(ident, None))
+        except TypeError:  # no weak references to this type: nothing is remembered
+            return value
+        entries[ident] = (ref, value)
+        return value
+
+
+# -- JSON parsing ---------------------------------------------------------------------------------
+
+# ``json.loads(text)`` wraps the C scanner in three Python-level calls and two regex matches for
+# the whitespace around the value: on a stream's small events that is as much work as the parse
+# itself (about 1.3 µs against 0.5 µs for an Anthropic text delta). The hot paths call the scanner
+# directly and leave everything unusual (whitespace around the value, invalid JSON) to
+# ``json.loads``, so results and exceptions stay exactly those of ``json.loads``.
+# (``JSONDecoder.__init__`` sets ``scan_once``: the C scanner when available; typeshed omits it.)
+_decoder = json.JSONDecoder()  # json.loads's own settings
+scan_json: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+"""``scan_json(text, 0)`` is ``(value, end)`` for the JSON value at the start of ``text``."""
+
+
+def loads(data: str | bytes | bytearray) -> Any:
+    """``json.loads(data)``: the same value or the same exception, faster.
+
+    ``json.loads`` reads bytes in the encoding their BOM or NUL bytes give, with
+    ``surrogatepass``: bytes that start with ``{`` and then no NUL are UTF-8, decoded here the
+    same way; any other bytes go to ``json.loads``.
+
+    >>> loads('{"a": [1, 2.5, null]}'), loads(b' "padded" '), loads(b'{"ok": true}')
+    ({'a': [1, 2.5, None]}, 'padded', {'ok': True})
+    """
+    if type(data) is not str:
+        if type(data) is not bytes or data[:1] != b"{" or data[1:2] == b"\x00":
+            return json.loads(data)
+        try:
+            data = data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return json.loads(data)
+    try:
+        value, end = scan_json(data, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(data)  # leading whitespace, or the error json.loads raises
+    if end != len(data):
+        return json.loads(data)  # trailing whitespace, or "Extra data"
+    return value
+
+
+def is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)``, in a third of the time for what JSON makes (a ``dict``, or
+    ``None`` for a missing field): the decoders ask it of almost every value they read.
+
+    >>> is_object({}), is_object(None), is_object([])
+    (True, False, False)
+    """
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
