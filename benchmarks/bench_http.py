@@ -571,6 +571,7 @@ class Round:
     server_cpu: float | None  # seconds the server process used meanwhile
     value: Any = None
     peak: int = 0  # tracemalloc peak, when traced
+    peak_running: int = 0  # the part of it above the memory in use when the chats started
 
 
 async def measured(servers: Servers, work: Callable[[], Awaitable[Any]]) -> Round:
@@ -848,12 +849,18 @@ async def agents(settings: Settings, client: httpx2.AsyncClient, servers: Server
             tracemalloc.start()
         async with trio.open_nursery() as nursery:
             crowd = await start_agents(nursery, n, provider)
+            started, start_peak = tracemalloc.get_traced_memory() if memory else (0, 0)
+            if memory:
+                tracemalloc.reset_peak()
             sample = await measured(
                 servers, lambda: gather([partial(a.chat, PROMPT) for a in crowd])
             )
             nursery.cancel_scope.cancel()
         if memory:
-            sample = attrs.evolve(sample, peak=tracemalloc.get_traced_memory()[1])
+            chats_peak = tracemalloc.get_traced_memory()[1]
+            sample = attrs.evolve(
+                sample, peak=max(start_peak, chats_peak), peak_running=chats_peak - started
+            )
             tracemalloc.stop()
         for result in sample.value:
             check_loop((result.text, result.turns, 0), "alloy")
@@ -883,7 +890,8 @@ async def agents(settings: Settings, client: httpx2.AsyncClient, servers: Server
     # Warm-up: n concurrent one-turn requests open the n connections both sides then reuse.
     # The traced rounds come first: they also warm up both sides' code paths.
     await gather([lambda: raw_chat(client, url, "long 1", False)] * n)
-    peaks = {"alloy": (await alloy_round(True)).peak, "raw": (await raw_round(True)).peak}
+    traced = await alloy_round(True)
+    peaks = {"alloy": traced.peak, "raw": (await raw_round(True)).peak}
     rounds: dict[str, list[Round]] = {"alloy": [], "raw": []}
     for _ in range(settings.agent_repeats):
         rounds["alloy"].append(await alloy_round(False))
@@ -897,6 +905,16 @@ async def agents(settings: Settings, client: httpx2.AsyncClient, servers: Server
         print(ratio_line("CPU without pool bookkeeping", a.cpu - a.pool, r.cpu - r.pool, "s  ", 1))
     print(ratio_line("peak memory (tracemalloc)", peaks["alloy"], peaks["raw"], "MiB", 2**-20))
     print(ratio_line("  per conversation", peaks["alloy"] / n, peaks["raw"] / n, "KiB", 1 / 1024))
+    print(
+        ratio_line(
+            "  above the started agents", traced.peak_running / n, peaks["raw"] / n, "KiB", 1 / 1024
+        )
+    )
+    print(
+        f"    (alloy's figure counts the {n:,} agents too: the peak is taken from before they "
+        "start; the line above\n     leaves out the memory in use once they had started, "
+        "as the wall time does)"
+    )
     print(server_note(a, "alloy"))
     print(server_note(r, "raw"))
     figures.append(Figure(f"{n:,} agents: wall ratio", a.wall / r.wall, "x", AGENTS_TARGET))
@@ -911,6 +929,9 @@ async def agents(settings: Settings, client: httpx2.AsyncClient, servers: Server
             Figure(f"{n:,} agents: CPU ratio w/o pool", (a.cpu - a.pool) / (r.cpu - r.pool), "x")
         )
     figures.append(Figure(f"{n:,} agents: peak memory/conv", peaks["alloy"] / n / 1024, "KiB"))
+    figures.append(
+        Figure(f"{n:,} agents: peak while chatting ratio", traced.peak_running / peaks["raw"], "x")
+    )
     return figures
 
 

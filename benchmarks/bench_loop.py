@@ -337,7 +337,7 @@ async def loop_figures(settings: Settings) -> list[Figure]:
     ratio = alloy_cpu / base_cpu
     print(f"  alloy.stream                 CPU {alloy_cpu:6.2f} µs/delta   wall {alloy_wall:6.2f}")
     print(f"  baseline: one memory channel CPU {base_cpu:6.2f} µs/delta   wall {base_wall:6.2f}")
-    print(f"  ==> alloy / baseline = {ratio:.2f}x  (+{alloy_cpu - base_cpu:.2f} µs per delta)")
+    print(f"  ==> alloy / baseline = {ratio:.2f}x  ({alloy_cpu - base_cpu:+.2f} µs per delta)")
     figures.append(Figure("alloy.stream: CPU/delta", alloy_cpu, "µs"))
     figures.append(Figure("baseline channel: CPU/delta", base_cpu, "µs"))
     figures.append(Figure("delta ratio alloy/baseline", ratio, "x"))
