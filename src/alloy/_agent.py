@@ -400,7 +400,7 @@ def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return current
 
 
-# -- the request -------------------------------------------------------------
+# -- the request -----------------------------------------------------------------------------
 
 
 @attrs.define(eq=False)
@@ -425,6 +425,30 @@ class _Request:
 
 class _Actor:
     """One incarnation of an agent: its state, its request queue, its task (``main``)."""
+
+    __slots__ = (
+        "closed",
+        "config",
+        "crash",
+        "created_at",
+        "current",
+        "history",
+        "idle",
+        "last_status",
+        "name",
+        "queue",
+        "serve_scope",
+        "served",
+        "serving",
+        "session_hooks",
+        "spec",
+        "started_at",
+        "stopped",
+        "stopping",
+        "turns",
+        "updated_at",
+        "usage",
+    )
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
@@ -554,7 +578,7 @@ class _Actor:
         for request in queued:
             self._settle(request, error=self.death_error(self._unrun(request, Status.ERROR)))
 
-    # -- call handlers (run in the actor, synchronously) --
+    # -- call handlers (synchronous; call() runs them in the caller's task) --
 
     def submit(self, request: _Request) -> None:
         if request.state != "new":  # the caller gave up already

@@ -73,13 +73,7 @@ class Emitter:
                 f"a streaming provider sent {value!r}; it may only send TextDelta, ThinkingDelta, "
                 "ToolCallStarted and ToolCallDelta"
             )
-        # _deliver, inlined: this runs once per streamed token.
-        try:
-            self._channel.send_nowait(event)
-        except trio.WouldBlock:
-            await self._channel.send(event)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+        await self._deliver(event)
 
     async def emit(self, kind: type[Event], /, **fields: Any) -> None:
         """Create and deliver an event of the run itself (tool and turn events)."""
