@@ -909,9 +909,9 @@ def test_messages_with_nothing_to_send_are_skipped() -> None:
     ]
 
 
-def test_a_conversation_is_encoded_once_per_message_and_tool() -> None:
-    # Messages and tool specs are frozen: their wire form is built once and shared by later
-    # requests (a turn encodes only its new messages), per send_reasoning setting.
+def test_tools_are_encoded_once_and_messages_on_every_turn() -> None:
+    # Tool specs are frozen and shared by every conversation: their wire form is built once.
+    # Messages are encoded again (equal, not shared), so no copy of a history is kept.
     call = ToolCall("c1", "read", {"path": "a.txt"})
     history = [
         Message.user("hi"),
@@ -923,7 +923,7 @@ def test_a_conversation_is_encoded_once_per_message_and_tool() -> None:
     again = encode(*history, Message.assistant("Done."), tools=tools)
     assert again["messages"][:-1] == first["messages"] and again["tools"] == first["tools"]
     for before, after in zip(first["messages"], again["messages"], strict=False):
-        assert after is before  # shared, not rebuilt
+        assert after is not before  # rebuilt
     assert [a is b for a, b in zip(first["tools"], again["tools"], strict=True)] == [True, True]
     # The other send_reasoning setting has its own wire form, built from the same messages.
     reasoning = encode(*history, send_reasoning=True)["messages"]

@@ -317,30 +317,20 @@ def _encode_assistant(message: Message, *, send_reasoning: bool) -> dict[str, An
     return wire
 
 
-# A message's wire form depends only on the message (and ``send_reasoning``), and messages are
-# frozen: it is built once per message object, so a turn encodes only what is new (a tool call's
-# arguments, for one, cost a json.dumps). The wire dicts are shared between requests.
-_user_memo: Memo[Message, tuple[dict[str, Any], ...]] = Memo(
-    lambda message: tuple(_encode_user(message))
-)
-_assistant_memos: tuple[Memo[Message, dict[str, Any] | None], ...] = (
-    Memo(lambda message: _encode_assistant(message, send_reasoning=False)),
-    Memo(lambda message: _encode_assistant(message, send_reasoning=True)),
-)
-
-
 def _encode_messages(request: Request, settings: ChatSettings) -> list[dict[str, Any]]:
     wire: list[dict[str, Any]] = []
     if request.system_prompt:
         wire.append({"role": "system", "content": request.system_prompt})
-    assistant = _assistant_memos[1 if settings.send_reasoning else 0]
+    # Messages are encoded again on every turn: remembering their wire forms saved a few µs a
+    # turn but kept a second copy of every agent's whole history alive (2.5 KiB a
+    # conversation at 1,000 agents); tools, shared by every conversation, are remembered.
     for message in request.messages:
         if message.role == "assistant":
-            encoded = assistant(message)
+            encoded = _encode_assistant(message, send_reasoning=settings.send_reasoning)
             if encoded is not None:
                 wire.append(encoded)
         else:
-            wire += _user_memo(message)
+            wire += _encode_user(message)
     return wire
 
 

@@ -107,7 +107,6 @@ object), parsed whatever the content type (DeepSeek serves its 400 as
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -193,17 +192,14 @@ class ResponsesSettings:
 def encode_request(request: Request, settings: ResponsesSettings, *, stream: bool) -> HttpRequest:
     """The HTTP request for ``request`` (the transport sends ``body`` as JSON).
 
-    The body's item dicts may be shared with a cache (encoding a long history again costs
-    little): do not mutate them.
-
     >>> http = encode_request(Request(messages=(Message.user("hi"),), system_prompt="Be brief."),
     ...                       ResponsesSettings(model="gpt-5.4", api_key="sk-1"), stream=True)
     >>> http.path, http.body["instructions"], http.body["input"]
     ('/v1/responses', 'Be brief.', [{'role': 'user', 'content': [{'type': 'input_text', 'text': 'hi'}]}])
     """
     items: list[dict[str, Any]] = []
-    for message in request.messages:
-        items += _message_items(message)
+    for message in request.messages:  # encoded again each turn: no second copy of a history
+        items += _encode_message(message)
     body: dict[str, Any] = {"model": settings.model}
     if request.system_prompt:
         body["instructions"] = request.system_prompt
@@ -258,26 +254,6 @@ def _has_signed_reasoning(request: Request) -> bool:
             if type(block) is RedactedThinking and block.provider == PROVIDER:
                 return True
     return False
-
-
-# Encoding a message depends only on the message, so its items are memoized per message object
-# (messages are frozen): a turn re-encodes only what is new. Keyed by id(); the weak reference's
-# callback drops the entry when the message dies, before its id can be reused.
-_MEMO: dict[int, tuple[weakref.ReferenceType[Message], tuple[dict[str, Any], ...]]] = {}
-
-
-def _message_items(message: Message) -> tuple[dict[str, Any], ...]:
-    key = id(message)
-    hit = _MEMO.get(key)
-    if hit is not None and hit[0]() is message:
-        return hit[1]
-    items = tuple(_encode_message(message))
-    try:
-        ref = weakref.ref(message, lambda _, key=key: _MEMO.pop(key, None))  # type: ignore[misc]
-    except TypeError:  # pragma: no cover - a Message subclass without weakref support
-        return items
-    _MEMO[key] = (ref, items)
-    return items
 
 
 def _encode_message(message: Message) -> list[dict[str, Any]]:
