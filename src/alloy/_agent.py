@@ -427,6 +427,8 @@ class _Actor:
     """One incarnation of an agent: its state, its request queue, its task (``main``)."""
 
     __slots__ = (
+        "_ended",
+        "_waiters",
         "closed",
         "config",
         "crash",
@@ -437,13 +439,10 @@ class _Actor:
         "last_status",
         "name",
         "queue",
-        "serve_scope",
         "served",
-        "serving",
         "session_hooks",
         "spec",
         "started_at",
-        "stopped",
         "stopping",
         "turns",
         "updated_at",
@@ -461,13 +460,14 @@ class _Actor:
         self.queue: list[_Request] = []  # FIFO, short (max_pending): a list is the lightest
         self.current: _Request | None = None
         self.session_hooks = spec.config.hooks
-        self.serve_scope = trio.CancelScope()
-        self.serving = trio.Event()  # set when calls are answered, or when the actor is gone
         self.idle = trio.lowlevel.ParkingLot()  # where the actor waits for its next turn
-        self.stopped = trio.Event()
-        self.stopping = False
+        self.stopping = False  # no new requests; the loop ends after the running turn
         self.closed = False  # no more calls: they raise death_error()
         self.served = False  # session_start ran and calls were answered
+        self._ended = False  # main has returned: the agent is gone
+        # Tasks waiting for the start (calls to a restarting agent) or for the end (stop()):
+        # an event made only when someone waits, as an idle agent should cost little.
+        self._waiters: trio.Event | None = None
         self.crash: BaseException | None = None
         self.started_at = 0.0
         self.created_at = self.updated_at = _now()
@@ -479,10 +479,10 @@ class _Actor:
 
         Every handler is synchronous and Trio is single-threaded, so it runs right here in
         the caller's task, atomically: no message passing, no wake-up of the actor."""
-        if self.serving.is_set():
+        if self.served or self.closed:
             await trio.lowlevel.checkpoint()
         else:
-            await self.serving.wait()  # a restarted agent still running session_start
+            await self._wait(lambda: self.served or self.closed)  # still in session_start
         if self.closed:
             raise self.death_error()
         return op()
@@ -497,8 +497,27 @@ class _Actor:
             request.scope.cancel()
 
     def request_stop(self) -> None:
+        """Stop after cancelling the running turn (its caller gets ``AgentStopped``)."""
         self.stopping = True
-        self.serve_scope.cancel()
+        if self.current is not None:
+            self.current.scope.cancel()
+        self.idle.unpark_all()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the agent is gone (``main`` has returned)."""
+        return self._ended
+
+    async def _wait(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if self._waiters is None:
+                self._waiters = trio.Event()
+            await self._waiters.wait()
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        if waiters is not None:
+            waiters.set()
 
     def death_error(self, result: Result | None = None) -> AgentStopped:
         if self.crash is not None:
@@ -538,35 +557,36 @@ class _Actor:
             raise
         finally:
             self.stopping = self.closed = True
-            self.serving.set()  # callers still waiting for a start that never came
+            self._notify()  # callers still waiting for a start that never came
             try:
                 self._fail_requests()
                 if self.served:
                     with trio.move_on_after(SHUTDOWN_GRACE, shield=True):
                         await self._shutdown_hooks()
             finally:
-                self.stopped.set()
+                self._ended = True
+                self._notify()
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         """Run ``session_start``, then the turns, one at a time, until stopped."""
         await self._session_start()
         task_status.started()
         self.served = True
-        self.serving.set()
+        self._notify()
         try:
-            with self.serve_scope:
-                while True:
-                    request = self.current
-                    if request is None:
-                        await self.idle.park()  # until submit() gives us a request
-                        continue
-                    try:
-                        await self._turn(request)
-                    except Exception as exc:
-                        self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
-                        raise
-                    # (Cancelled, when the agent stops, propagates: main settles the request.)
-                    self._next(request)
+            while not self.stopping:
+                request = self.current
+                if request is None:
+                    await self.idle.park()  # until submit() or request_stop() wakes us
+                    continue
+                try:
+                    await self._turn(request)
+                except Exception as exc:
+                    self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
+                    raise
+                if self.stopping:
+                    break  # main's finally fails the request with AgentStopped
+                self._next(request)
         finally:
             self.stopping = self.closed = True
 
@@ -687,7 +707,7 @@ class _Actor:
         """``request``'s turn is over: begin the next queued request, if any."""
         if self.current is request:
             self.current = None
-        if self.stopping or self.serve_scope.cancel_called:
+        if self.stopping:
             return
         while self.queue:
             following = self.queue.pop(0)
@@ -719,6 +739,8 @@ class _Actor:
         if committed is not None:
             self._settle(request, result=committed)
             return
+        if self.stopping:
+            return  # cancelled by stop(): main fails it with AgentStopped and the partial result
         # Cancelled by its caller or by cancel_request: roll back, report the partial result.
         partial = request.partial or self._unrun(request, Status.CANCELLED)
         self._account(partial)
@@ -802,7 +824,7 @@ class _Actor:
                 if first:
                     first = False
                     task_status.started()
-                    await self.serving.wait()
+                    await self._wait(lambda: self.served or self.closed)
                 while True:
                     try:
                         message = await receiver.receive()
@@ -1002,7 +1024,7 @@ class Agent:
         actor = self._actor
         if actor is None:
             raise AgentStopped(f"agent {self.name!r} is not started", agent=self.name)
-        if actor.stopped.is_set():
+        if actor.ended:
             raise actor.death_error()
         return actor
 
@@ -1206,7 +1228,7 @@ class Agent:
         if actor is None:
             return
         actor.request_stop()
-        await actor.stopped.wait()
+        await actor._wait(lambda: actor.ended)
 
     def __repr__(self) -> str:
         actor = self._actor
@@ -1214,7 +1236,7 @@ class Agent:
             "not started"
             if actor is None
             else "stopped"
-            if actor.stopped.is_set()
+            if actor.ended
             else "running"
             if actor.current is not None
             else "idle"
