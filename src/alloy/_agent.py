@@ -443,6 +443,7 @@ class _Actor:
         "session_hooks",
         "spec",
         "started_at",
+        "starting",
         "stopping",
         "turns",
         "updated_at",
@@ -461,6 +462,7 @@ class _Actor:
         self.current: _Request | None = None
         self.session_hooks = spec.config.hooks
         self.idle = trio.lowlevel.ParkingLot()  # where the actor waits for its next turn
+        self.starting: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         self.stopping = False  # no new requests; the loop ends after the running turn
         self.closed = False  # no more calls: they raise death_error()
         self.served = False  # session_start ran and calls were answered
@@ -533,7 +535,8 @@ class _Actor:
 
     # -- the actor task --
 
-    async def main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def main(self) -> None:
+        """The agent's task; ``self.starting`` (a ``task_status``) is told once calls are served."""
         self.started_at = trio.current_time()
         self.created_at = self.updated_at = _now()
         try:
@@ -543,11 +546,11 @@ class _Actor:
                         for topic in self.spec.subscribe:
                             await nursery.start(self._pump, topic)
                         try:
-                            await self._serve(task_status)
+                            await self._serve()
                         finally:
                             nursery.cancel_scope.cancel()
                 else:
-                    await self._serve(task_status)
+                    await self._serve()
             except BaseExceptionGroup as group:
                 bare = _bare(group)
                 raise bare from bare.__cause__  # keep its cause; drop the group context
@@ -567,10 +570,13 @@ class _Actor:
                 self._ended = True
                 self._notify()
 
-    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+    async def _serve(self) -> None:
         """Run ``session_start``, then the turns, one at a time, until stopped."""
         await self._session_start()
-        task_status.started()
+        # Dropped once used: the start machinery (a temporary nursery) would live as long.
+        starting, self.starting = self.starting, trio.TASK_STATUS_IGNORED
+        starting.started()
+        del starting
         self.served = True
         self._notify()
         try:
@@ -1018,7 +1024,9 @@ class Agent:
         """Run one incarnation of this agent (a supervisor calls this again on restart)."""
         actor = _Actor(spec)
         self._actor = actor
-        await actor.main(task_status=task_status)
+        actor.starting = task_status
+        del task_status  # not kept in this frame for the agent's whole life
+        await actor.main()
 
     def _live(self) -> _Actor:
         actor = self._actor
