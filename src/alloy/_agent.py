@@ -461,7 +461,7 @@ class _Actor:
         self.queue: list[_Request] = []  # FIFO, short (max_pending): a list is the lightest
         self.current: _Request | None = None
         self.session_hooks = spec.config.hooks
-        self.idle = trio.lowlevel.ParkingLot()  # where the actor waits for its next turn
+        self.idle: trio.lowlevel.Task | None = None  # the actor's task, while it waits for work
         self.starting: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         self.stopping = False  # no new requests; the loop ends after the running turn
         self.closed = False  # no more calls: they raise death_error()
@@ -503,7 +503,7 @@ class _Actor:
         self.stopping = True
         if self.current is not None:
             self.current.scope.cancel()
-        self.idle.unpark_all()
+        self._wake()
 
     @property
     def ended(self) -> bool:
@@ -515,6 +515,15 @@ class _Actor:
             if self._waiters is None:
                 self._waiters = trio.Event()
             await self._waiters.wait()
+
+    def _wake(self) -> None:
+        task, self.idle = self.idle, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self.idle = None  # cancelled while parked
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, None
@@ -535,8 +544,11 @@ class _Actor:
 
     # -- the actor task --
 
-    async def main(self) -> None:
-        """The agent's task; ``self.starting`` (a ``task_status``) is told once calls are served."""
+    async def main(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The agent's task: told (``task_status``, or ``self.starting``) once calls are served."""
+        if task_status is not trio.TASK_STATUS_IGNORED:
+            self.starting = task_status
+        del task_status  # not kept in this frame for the agent's whole life
         self.started_at = trio.current_time()
         self.created_at = self.updated_at = _now()
         try:
@@ -583,7 +595,10 @@ class _Actor:
             while not self.stopping:
                 request = self.current
                 if request is None:
-                    await self.idle.park()  # until submit() or request_stop() wakes us
+                    # Park until submit() or request_stop() wakes us (what a ParkingLot does,
+                    # without its per-wait closure and table: an idle agent should cost little).
+                    self.idle = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._unpark)
                     continue
                 try:
                     await self._turn(request)
@@ -707,7 +722,7 @@ class _Actor:
     def _begin(self, request: _Request) -> None:
         request.state = "running"
         self.current = request
-        self.idle.unpark_all()  # the actor runs it (it may be busy finishing the last one)
+        self._wake()  # the actor runs it (it may be busy finishing the last one)
 
     def _next(self, request: _Request) -> None:
         """``request``'s turn is over: begin the next queued request, if any."""
@@ -978,7 +993,8 @@ class Agent:
         """
         spec = _prepare(options, name)
         agent = cls(spec)
-        await nursery.start(agent._incarnate, spec)
+        agent._actor = actor = _Actor(spec)
+        await nursery.start(actor.main)  # (a supervisor restarts agents through _incarnate)
         return agent
 
     @classmethod
@@ -1004,7 +1020,8 @@ class Agent:
         try:
             async with trio.open_nursery() as nursery:
                 agent = cls(spec)
-                await nursery.start(agent._incarnate, spec)
+                agent._actor = actor = _Actor(spec)
+                await nursery.start(actor.main)
                 try:
                     yield agent
                 except BaseException as exc:

@@ -10,7 +10,7 @@ A run ends in exactly one of three ways: it returns a ``Result``; it raises one 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
@@ -133,10 +133,10 @@ async def _drive(
         if compaction is not None:  # before_completion sees the compacted history
             await compaction.before_turn(run, hooks, emitter)
         await hooks.run("before_completion", run)
+        if compaction is not None:
+            compaction.sending(run, unchanged=not hooks.has("before_completion"))
         try:
-            if compaction is not None:
-                compaction.sending(run, unchanged=not hooks.has("before_completion"))
-            completion = await _complete(run, config, emitter)
+            completion = await _model_call(run, config, emitter)
         except ContextLengthExceeded as exc:
             if compaction is None or retried:
                 raise
@@ -144,6 +144,20 @@ async def _drive(
                 raise
             retried = True
             continue
+        except AlloyError:
+            raise
+        except Exception as exc:
+            name = provider_name(config.provider)
+            raise ProviderError(
+                f"{name} raised {type(exc).__name__}: {exc}", provider=name
+            ) from exc
+        if not isinstance(completion, Completion) or completion.message.role != "assistant":
+            name = provider_name(config.provider)
+            raise ProviderError(
+                f"{name} returned {completion!r}; expected an alloy.Completion with an assistant "
+                "message",
+                provider=name,
+            )
         retried = False
         if compaction is not None:
             compaction.observe(completion.usage)
@@ -180,7 +194,11 @@ async def _drive(
         return
 
 
-async def _complete(run: RunContext, config: RunConfig, emitter: Emitter | None) -> Completion:
+def _model_call(
+    run: RunContext, config: RunConfig, emitter: Emitter | None
+) -> Awaitable[Completion]:
+    """The turn's model call, to be awaited by ``_drive`` (so it has no frame of its own while
+    the reply is awaited): streamed when there is a listener and the provider can stream."""
     provider = config.provider
     request = Request(
         messages=tuple(run.messages),
@@ -188,27 +206,12 @@ async def _complete(run: RunContext, config: RunConfig, emitter: Emitter | None)
         tools=config.tool_specs,
         options=config.provider_options,
     )
-    stream = getattr(provider, "stream", None)
-    try:
-        if emitter is not None and stream is not None:
-            emitter.begin_turn(run.turn + 1)
-            completion = await stream(request, emitter)
-        else:
-            if emitter is not None:
-                emitter.begin_turn(run.turn + 1)
-            completion = await provider.complete(request)
-    except AlloyError:
-        raise
-    except Exception as exc:
-        name = provider_name(provider)
-        raise ProviderError(f"{name} raised {type(exc).__name__}: {exc}", provider=name) from exc
-    if not isinstance(completion, Completion) or completion.message.role != "assistant":
-        name = provider_name(provider)
-        raise ProviderError(
-            f"{name} returned {completion!r}; expected an alloy.Completion with an assistant message",
-            provider=name,
-        )
-    return completion
+    if emitter is not None:
+        emitter.begin_turn(run.turn + 1)
+        stream = getattr(provider, "stream", None)
+        if stream is not None:
+            return stream(request, emitter)  # type: ignore[no-any-return]
+    return provider.complete(request)
 
 
 def is_cancellation(exc: BaseException) -> bool:

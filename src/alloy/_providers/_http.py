@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
@@ -105,16 +106,29 @@ class HttpProvider:
         return await self._call(request, deltas)
 
     async def _call(self, request: Request, deltas: DeltaSink | None) -> Completion:
-        # Deliberately flat (no closures, no wrapper coroutines): every suspension of a
-        # streamed reply resumes each frame of this call chain.
+        # Deliberately flat (no closures, no wrapper coroutines, the non-streamed exchange
+        # inline): every suspension resumes each frame of this call chain, and a thousand
+        # conversations waiting on their replies keep a thousand of each frame alive.
         progress = _Progress()
+        deadline = math.inf if self.timeout is None else trio.current_time() + self.timeout
+        tries = 0
         try:
-            if self.timeout is None:
-                return await self._retrying(request, deltas, progress)
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                return await self._retrying(request, deltas, progress)
-            # Only reached when the deadline cancelled the call (a plain scope, not fail_after:
-            # this runs once per model call).
+            with trio.CancelScope(deadline=deadline) as scope:
+                while True:
+                    try:
+                        if deltas is not None:
+                            return await self._stream_once(request, deltas, progress)
+                        reply = await self.transport.send(self.codec.encode(request, stream=False))
+                        if reply.status >= 300:
+                            raise self.codec.decode_error(reply.status, reply.headers, reply.body)
+                        return _identified(self.codec.decode_response(reply.body), reply.headers)
+                    except ProviderError as error:
+                        wait = self.retry.wait_before(tries, error, delivered=progress.delivered)
+                        if wait is None:
+                            raise
+                    tries += 1
+                    await trio.sleep(wait)
+            # Only reached when the deadline cancelled the call.
             assert scope.cancelled_caught
             raise ProviderTimeout(
                 f"{self.name}: no complete reply within {self.timeout:g}s", provider=self.name
@@ -123,22 +137,6 @@ class HttpProvider:
             if progress.delivered or not _worth_a_fallback(error) or not self.fallbacks:
                 raise
             return await self._fall_back(request, deltas, error)
-
-    async def _retrying(
-        self, request: Request, deltas: DeltaSink | None, progress: _Progress
-    ) -> Completion:
-        tries = 0
-        while True:
-            try:
-                if deltas is None:
-                    return await self._complete_once(request)
-                return await self._stream_once(request, deltas, progress)
-            except ProviderError as error:
-                wait = self.retry.wait_before(tries, error, delivered=progress.delivered)
-                if wait is None:
-                    raise
-            tries += 1
-            await trio.sleep(wait)
 
     async def _fall_back(
         self, request: Request, deltas: DeltaSink | None, error: ProviderError
@@ -170,13 +168,6 @@ class HttpProvider:
                 continue
             return completion
         raise last
-
-    async def _complete_once(self, request: Request) -> Completion:
-        http_request = self.codec.encode(request, stream=False)
-        reply = await self.transport.send(http_request)
-        if reply.status >= 300:
-            raise self.codec.decode_error(reply.status, reply.headers, reply.body)
-        return _identified(self.codec.decode_response(reply.body), reply.headers)
 
     async def _stream_once(
         self, request: Request, deltas: DeltaSink, progress: _Progress

@@ -38,7 +38,7 @@ class ToolRunner:
     tool_timeout: float | None
     allowed_roots: tuple[Path, ...]
     finished: dict[str, ToolResult] = attrs.field(factory=dict)
-    started: set[str] = attrs.field(factory=set)
+    started: list[str] = attrs.field(factory=list)  # a few ids: a list is the lightest
 
     def forget(self) -> None:
         """Drop the previous turn's bookkeeping."""
@@ -82,7 +82,7 @@ class ToolRunner:
         emitter = self.emitter
         if emitter is not None:
             await emitter.emit(ToolStarted, call=call)
-        self.started.add(call.id)
+        self.started.append(call.id)
         started = trio.current_time()
         content, outcome, error = await self._outcome(call, decision)
         duration = trio.current_time() - started
