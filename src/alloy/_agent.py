@@ -403,6 +403,38 @@ def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
 # -- the request -----------------------------------------------------------------------------
 
 
+class _Done:
+    """A one-shot event with at most one waiting task (the request's caller): what a
+    ``trio.Event`` does for this case, without its set of waiters and per-wait closure."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> None:
+        if self._set:
+            await trio.lowlevel.checkpoint()
+            return
+        assert self._waiter is None, "a request has one waiter"
+        self._waiter = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 @attrs.define(eq=False)
 class _Request:
     """One prompt to answer: a ``chat``/``stream_chat`` (kind ``call``) or a
@@ -415,9 +447,13 @@ class _Request:
     events: trio.MemorySendChannel[Event] | None = None
     state: Literal["new", "queued", "running", "done"] = "new"
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    done: trio.Event = attrs.field(factory=trio.Event)
+    done: _Done = attrs.field(factory=_Done)
     answer: outcome.Value[Result] | outcome.Error | None = None
     partial: Result | None = None
+
+    def keep_partial(self, partial: Result) -> None:
+        """The run's partial result, recorded as it is cancelled."""
+        self.partial = partial
 
 
 # -- the actor -------------------------------------------------------------------------------
@@ -740,13 +776,10 @@ class _Actor:
         emitter = None if request.events is None else Emitter(request.events)
         committed: Result | None = None
 
-        def keep_partial(partial: Result) -> None:
-            request.partial = partial
-
         with request.scope:
             try:
                 result = await execute_run(
-                    self.config, emitter, keep_partial, [*self.history, request.message]
+                    self.config, emitter, request.keep_partial, [*self.history, request.message]
                 )
             except AlloyError as exc:
                 # Failed: the history stays as it was; the caller gets the partial result.

@@ -97,15 +97,13 @@ class HttpProvider:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def complete(self, request: Request) -> Completion:
-        """One model call, retried and falling back as configured."""
-        return await self._call(request, None)
-
     async def stream(self, request: Request, deltas: DeltaSink) -> Completion:
         """One streamed model call: deltas go to ``deltas`` as they arrive."""
-        return await self._call(request, deltas)
+        return await self.complete(request, deltas)
 
-    async def _call(self, request: Request, deltas: DeltaSink | None) -> Completion:
+    async def complete(self, request: Request, _deltas: DeltaSink | None = None) -> Completion:
+        """One model call, retried and falling back as configured (``_deltas``: ``stream``'s)."""
+        deltas = _deltas
         # Deliberately flat (no closures, no wrapper coroutines, the non-streamed exchange
         # inline): every suspension resumes each frame of this call chain, and a thousand
         # conversations waiting on their replies keep a thousand of each frame alive.
