@@ -450,8 +450,6 @@ class _Request:
     done: _Done = attrs.field(factory=_Done)
     answer: outcome.Value[Result] | outcome.Error | None = None
     partial: Result | None = None
-    inline: bool = False
-    """``chat``'s: if the agent is idle, the caller runs the turn in its own task."""
 
     def keep_partial(self, partial: Result) -> None:
         """The run's partial result, recorded as it is cancelled."""
@@ -632,7 +630,7 @@ class _Actor:
         try:
             while not self.stopping:
                 request = self.current
-                if request is None or request.inline:  # (an inline turn is its caller's)
+                if request is None:
                     # Park until submit() or request_stop() wakes us (what a ParkingLot does,
                     # without its per-wait closure and table: an idle agent should cost little).
                     self.idle = trio.lowlevel.current_task()
@@ -646,20 +644,13 @@ class _Actor:
                 if self.stopping:
                     break  # main's finally fails the request with AgentStopped
                 self._next(request)
-            if self.crash is not None:
-                raise self.crash  # an inline turn's bug: the agent dies of it here
         finally:
             self.stopping = self.closed = True
 
     def _fail_requests(self) -> None:
         current, self.current = self.current, None
         if current is not None and current.state != "done":
-            if current.inline:
-                # Its caller's task runs it: cancelled here, settled there as it unwinds (with
-                # its partial result, as AgentStopped or AgentCrashed).
-                current.scope.cancel()
-            else:
-                self._settle(current, error=self.death_error(current.partial))
+            self._settle(current, error=self.death_error(current.partial))
         queued, self.queue = self.queue, []
         for request in queued:
             self._settle(request, error=self.death_error(self._unrun(request, Status.ERROR)))
@@ -688,7 +679,6 @@ class _Actor:
             )
         else:
             request.state = "queued"
-            request.inline = False  # the agent runs it, when its turn comes
             self.queue.append(request)
 
     def cancel(self, request_id: str) -> bool:
@@ -768,31 +758,7 @@ class _Actor:
     def _begin(self, request: _Request) -> None:
         request.state = "running"
         self.current = request
-        if not request.inline:
-            self._wake()  # the actor runs it (it may be busy finishing the last one)
-
-    async def run_inline(self, request: _Request) -> None:
-        """Run ``request``'s turn in the caller's task: ``chat`` to an idle agent (no wake-up of
-        the agent, no second task holding the turn). Ends as it would in the agent's task."""
-        try:
-            await self._turn(request)
-        except Exception as exc:
-            # A bug, not an AlloyError: the agent dies of it, in its own task (which re-raises
-            # it to its nursery or supervisor), and the caller gets AgentCrashed.
-            self.crash = exc
-            self.request_stop()
-            return
-        except BaseException:
-            # The caller's own cancellation: as abandon() would, roll back and report.
-            if request.state != "done" and not self.stopping:
-                partial = request.partial or self._unrun(request, Status.CANCELLED)
-                self._account(partial)
-                self._settle(request, result=partial, cancelled="running")
-            raise
-        finally:
-            if request.state != "done" and self.stopping:
-                self._settle(request, error=self.death_error(request.partial))
-            self._next(request)
+        self._wake()  # the actor runs it (it may be busy finishing the last one)
 
     def _next(self, request: _Request) -> None:
         """``request``'s turn is over: begin the next queued request, if any."""
@@ -1145,15 +1111,10 @@ class Agent:
         ``AgentStopped`` when the agent is gone.
         """
         actor = self._live()
-        request = _Request(
-            id=secrets.token_urlsafe(16), message=_to_message(prompt), kind="call", inline=True
-        )
+        request = _Request(id=secrets.token_urlsafe(16), message=_to_message(prompt), kind="call")
         try:
             await actor.call(lambda: actor.submit(request))
-            if request.inline and request.state == "running":
-                await actor.run_inline(request)  # the agent was idle: the turn is ours to run
-            if not request.done.is_set():
-                await request.done.wait()
+            await request.done.wait()
         except BaseException:
             actor.abandon(request)
             raise
