@@ -1,77 +1,47 @@
 """Retry policy: exponential backoff with full jitter, retry-after, deadlines, delivered output.
 
-Waits are checked in Trio's virtual time (MockClock with autojump), never on the wall clock.
+The retry loop itself is the HTTP provider's; tests/test_providers_timing.py and
+tests/test_providers_errors.py drive it over loopback HTTP in Trio's virtual time.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
 import trio
 
 import alloy
-from alloy._retry import RetryPolicy, call_with_retries
-
-
-def failing(errors: list[alloy.ProviderError], result: str = "ok"):  # type: ignore[no-untyped-def]
-    calls: list[float] = []
-
-    async def attempt() -> str:
-        calls.append(trio.current_time())
-        if errors:
-            raise errors.pop(0)
-        return result
-
-    return attempt, calls
+from alloy._retry import RetryPolicy
 
 
 def retryable(message: str = "overloaded", **kw: object) -> alloy.ProviderError:
     return alloy.OverloadedError(message, provider="test", retryable=True, **kw)  # type: ignore[arg-type]
 
 
-async def test_retries_until_success(autojump_clock: trio.testing.MockClock) -> None:
-    attempt, calls = failing([retryable(), retryable()])
+async def test_retryable_errors_wait_until_the_retries_run_out() -> None:
     policy = RetryPolicy(max_retries=3, base_delay=1.0, random=random.Random(7))
-    assert await call_with_retries(attempt, policy, lambda: False) == "ok"
-    assert len(calls) == 3
+    waits = [policy.wait_before(n, retryable(), delivered=False) for n in range(5)]
+    assert all(wait is not None for wait in waits[:3])
+    assert waits[3:] == [None, None]
 
 
-async def test_gives_up_after_max_retries(autojump_clock: trio.testing.MockClock) -> None:
-    attempt, calls = failing([retryable(str(i)) for i in range(10)])
-    with pytest.raises(alloy.OverloadedError, match="3"):
-        await call_with_retries(attempt, RetryPolicy(max_retries=3), lambda: False)
-    assert len(calls) == 4
-
-
-async def test_non_retryable_fails_at_once(autojump_clock: trio.testing.MockClock) -> None:
+async def test_non_retryable_errors_are_not_waited_for() -> None:
     error = alloy.AuthenticationError("bad key", provider="test")
-    attempt, calls = failing([error])
-    with pytest.raises(alloy.AuthenticationError):
-        await call_with_retries(attempt, RetryPolicy(), lambda: False)
-    assert len(calls) == 1
+    assert RetryPolicy().wait_before(0, error, delivered=False) is None
 
 
-async def test_max_retries_zero_disables_retry(autojump_clock: trio.testing.MockClock) -> None:
-    attempt, calls = failing([retryable()])
-    with pytest.raises(alloy.OverloadedError):
-        await call_with_retries(attempt, RetryPolicy(max_retries=0), lambda: False)
-    assert len(calls) == 1
+async def test_max_retries_zero_disables_retry() -> None:
+    assert RetryPolicy(max_retries=0).wait_before(0, retryable(), delivered=False) is None
 
 
-async def test_backoff_is_exponential_with_full_jitter(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    attempt, calls = failing([retryable() for _ in range(4)])
-    rng = random.Random(42)
+async def test_backoff_is_exponential_with_full_jitter() -> None:
     expected = random.Random(42)
-    policy = RetryPolicy(max_retries=4, base_delay=1.0, max_delay=100.0, random=rng)
-    await call_with_retries(attempt, policy, lambda: False)
-    waits = [b - a for a, b in itertools.pairwise(calls)]
+    policy = RetryPolicy(max_retries=4, base_delay=1.0, max_delay=100.0, random=random.Random(42))
+    waits = [policy.wait_before(n, retryable(), delivered=False) for n in range(4)]
     bounds = [1.0, 2.0, 4.0, 8.0]
     assert waits == pytest.approx([expected.uniform(0, bound) for bound in bounds])
-    assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds, strict=True))
+    assert all(0 <= (wait or 0) <= bound for wait, bound in zip(waits, bounds, strict=True))
 
 
 def test_jitter_varies() -> None:
@@ -86,37 +56,26 @@ def test_delay_is_capped_by_max_delay() -> None:
     assert all((policy.delay(30, retryable()) or 0) <= 5.0 for _ in range(50))
 
 
-async def test_retry_after_is_honoured(autojump_clock: trio.testing.MockClock) -> None:
-    attempt, calls = failing([retryable(retry_after=7.5)])
-    await call_with_retries(attempt, RetryPolicy(), lambda: False)
-    assert calls[1] - calls[0] == pytest.approx(7.5)
+async def test_retry_after_is_honoured() -> None:
+    assert RetryPolicy().wait_before(0, retryable(retry_after=7.5), delivered=False) == 7.5
 
 
-async def test_too_long_retry_after_is_not_waited(autojump_clock: trio.testing.MockClock) -> None:
-    attempt, calls = failing([retryable(retry_after=3600)])
-    with pytest.raises(alloy.OverloadedError):
-        await call_with_retries(attempt, RetryPolicy(max_retry_after=60), lambda: False)
-    assert len(calls) == 1
+async def test_too_long_retry_after_is_not_waited() -> None:
+    policy = RetryPolicy(max_retry_after=60)
+    assert policy.wait_before(0, retryable(retry_after=3600), delivered=False) is None
 
 
 async def test_a_wait_past_the_callers_deadline_is_not_started(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    attempt, calls = failing([retryable(retry_after=10), retryable()])
-    with trio.move_on_after(5):
-        with pytest.raises(alloy.OverloadedError):
-            await call_with_retries(attempt, RetryPolicy(), lambda: False)
-        assert len(calls) == 1
-        assert trio.current_time() - calls[0] < 5  # raised at once, not cancelled mid-wait
+    with trio.move_on_after(5):  # noqa: ASYNC100 - the deadline wait_before reads
+        policy = RetryPolicy()
+        assert policy.wait_before(0, retryable(retry_after=10), delivered=False) is None
+        assert policy.wait_before(0, retryable(retry_after=2), delivered=False) == 2
 
 
-async def test_never_retried_once_output_was_delivered(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    attempt, calls = failing([retryable()])
-    with pytest.raises(alloy.OverloadedError):
-        await call_with_retries(attempt, RetryPolicy(), lambda: True)
-    assert len(calls) == 1
+async def test_never_retried_once_output_was_delivered() -> None:
+    assert RetryPolicy().wait_before(0, retryable(), delivered=True) is None
 
 
 def test_bad_policy_values() -> None:

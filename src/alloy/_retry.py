@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import trio
 
 from ._errors import ConfigError, ProviderError
 
-__all__ = ["RetryPolicy", "call_with_retries"]
-
-T = TypeVar("T")
+__all__ = ["RetryPolicy"]
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -57,22 +54,3 @@ class RetryPolicy:
         if wait is None or trio.current_time() + wait >= trio.current_effective_deadline():
             return None
         return wait
-
-
-async def call_with_retries(
-    attempt: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    delivered: Callable[[], bool],
-) -> T:
-    """Call ``attempt`` until it succeeds or ``policy`` gives up; ``delivered()`` says whether
-    the failed attempt already delivered output (then it is never retried)."""
-    tries = 0
-    while True:
-        try:
-            return await attempt()
-        except ProviderError as error:
-            wait = policy.wait_before(tries, error, delivered=delivered())
-            if wait is None:
-                raise
-        tries += 1
-        await trio.sleep(wait)
