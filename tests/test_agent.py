@@ -777,21 +777,25 @@ class _Spawns(trio.abc.Instrument):
         self.count += 1
 
 
-async def test_an_idle_agent_is_one_task_and_its_calls_and_turns_start_none(echo: object) -> None:
+async def test_idle_agents_are_not_tasks_and_a_turn_is_one(echo: object) -> None:
     provider = ScriptedProvider([tool_call("echo", {"text": "hi"}), text("done")])
     async with trio.open_nursery() as nursery:
         before = count_tasks()
-        agent = await alloy.Agent.start(nursery, provider=provider, tools=[echo])
-        assert count_tasks() == before + 1
+        agents = [
+            await alloy.Agent.start(nursery, provider=provider, tools=[echo]) for _ in range(3)
+        ]
+        assert count_tasks() == before + 1  # one host task for the nursery's agents
         spawns = _Spawns()
         trio.lowlevel.add_instrument(spawns)
         try:
-            result = await agent.chat("go")
-            health = await agent.health()
-            messages = await agent.messages()
+            result = await agents[0].chat("go")
+            health = await agents[0].health()
+            messages = await agents[0].messages()
         finally:
             trio.lowlevel.remove_instrument(spawns)
-        # The turn ran in the agent's task (one tool call runs inline), the calls in ours.
-        assert spawns.count == 0
+        # The turn ran in one task of its own (its one tool call inline), the calls in ours.
+        assert spawns.count == 1
         assert result.text == "done" and health.status == "idle" and len(messages) == 4
-        await agent.stop()
+        for agent in agents:
+            await agent.stop()
+        assert count_tasks() == before  # the host task ended with its last agent

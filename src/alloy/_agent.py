@@ -37,6 +37,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import weakref
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -459,11 +460,75 @@ class _Request:
 # -- the actor -------------------------------------------------------------------------------
 
 
+_HOSTS: weakref.WeakKeyDictionary[trio.Nursery, _Host] = weakref.WeakKeyDictionary()
+
+
+class _Host:
+    """The one task in a nursery that ends the hosted agents started there: an agent's
+    ``finish`` when it stops, every agent's when the nursery is cancelled. So an idle agent is
+    an object, not a task; the host task ends with its last agent."""
+
+    __slots__ = ("__weakref__", "_agents", "_finishing", "_idle", "nursery")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self._agents: set[_Actor] = set()
+        self._finishing: list[_Actor] = []
+        self._idle: trio.lowlevel.Task | None = None
+
+    @classmethod
+    def of(cls, nursery: trio.Nursery) -> _Host:
+        host = _HOSTS.get(nursery)
+        if host is None:
+            host = _HOSTS[nursery] = cls(nursery)
+            nursery.start_soon(host.run, name="alloy agents")
+        return host
+
+    def add(self, actor: _Actor) -> None:
+        self._agents.add(actor)
+
+    def finish(self, actor: _Actor) -> None:
+        self._finishing.append(actor)
+        task, self._idle = self._idle, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def run(self) -> None:
+        try:
+            while self._agents:
+                if self._finishing:
+                    actor = self._finishing.pop(0)
+                    with trio.CancelScope(shield=True):  # bounded inside
+                        await actor.finish()
+                    self._agents.discard(actor)
+                    continue
+                self._idle = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._unpark)
+        except BaseException:
+            # The nursery is cancelled (or crashed): every agent still here ends now.
+            with trio.CancelScope(shield=True):
+                for actor in list(self._agents):
+                    if not actor.ended:
+                        actor.stopping = True
+                        if actor.current is not None:
+                            actor.current.scope.cancel()
+                        await actor.finish()
+            raise
+        finally:
+            if _HOSTS.get(self.nursery) is self:
+                del _HOSTS[self.nursery]
+
+    def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._idle = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 class _Actor:
     """One incarnation of an agent: its state, its request queue, its task (``main``)."""
 
     __slots__ = (
         "_ended",
+        "_turn_ended",
         "_waiters",
         "closed",
         "config",
@@ -471,9 +536,11 @@ class _Actor:
         "created_at",
         "current",
         "history",
+        "host",
         "idle",
         "last_status",
         "name",
+        "nursery",
         "queue",
         "served",
         "session_hooks",
@@ -481,6 +548,7 @@ class _Actor:
         "started_at",
         "starting",
         "stopping",
+        "turn_running",
         "turns",
         "updated_at",
         "usage",
@@ -498,6 +566,11 @@ class _Actor:
         self.current: _Request | None = None
         self.session_hooks = spec.config.hooks
         self.idle: trio.lowlevel.Task | None = None  # the actor's task, while it waits for work
+        # A hosted agent (see _Host) has no task of its own: its turns are tasks of `nursery`.
+        self.host: _Host | None = None
+        self.nursery: trio.Nursery | None = None
+        self.turn_running = False
+        self._turn_ended: _Done | None = None
         self.starting: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         self.stopping = False  # no new requests; the loop ends after the running turn
         self.closed = False  # no more calls: they raise death_error()
@@ -536,10 +609,14 @@ class _Actor:
 
     def request_stop(self) -> None:
         """Stop after cancelling the running turn (its caller gets ``AgentStopped``)."""
+        already = self.stopping
         self.stopping = True
         if self.current is not None:
             self.current.scope.cancel()
-        self._wake()
+        if self.host is None:
+            self._wake()
+        elif not already:
+            self.host.finish(self)
 
     @property
     def ended(self) -> bool:
@@ -636,14 +713,7 @@ class _Actor:
                     self.idle = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._unpark)
                     continue
-                try:
-                    await self._turn(request)
-                except Exception as exc:
-                    self.crash = exc  # not an AlloyError: a bug. The agent dies of it.
-                    raise
-                if self.stopping:
-                    break  # main's finally fails the request with AgentStopped
-                self._next(request)
+                await self._turn(request)  # (stopping: main's finally fails it with AgentStopped)
         finally:
             self.stopping = self.closed = True
 
@@ -758,7 +828,46 @@ class _Actor:
     def _begin(self, request: _Request) -> None:
         request.state = "running"
         self.current = request
-        self._wake()  # the actor runs it (it may be busy finishing the last one)
+        if self.nursery is not None:
+            self.turn_running = True
+            self.nursery.start_soon(self._turn, request)
+        else:
+            self._wake()  # the actor runs it (it may be busy finishing the last one)
+
+    # -- hosted agents (no task of their own) --
+
+    async def start_hosted(self, nursery: trio.Nursery) -> None:
+        """Start without a task: ``session_start`` here, turns as tasks of ``nursery``, and
+        the end (``finish``) run by the nursery's ``_Host``."""
+        self.started_at = trio.current_time()
+        self.created_at = self.updated_at = _now()
+        try:
+            await self._session_start()
+        except BaseException:
+            self.stopping = self.closed = self._ended = True
+            raise
+        self.served = True
+        self.nursery = nursery
+        self.host = _Host.of(nursery)
+        self.host.add(self)
+
+    async def finish(self) -> None:
+        """A hosted agent's end, run by its host, shielded and bounded: wait for the running
+        turn to unwind, fail what is left, run the shutdown hooks."""
+        self.stopping = True
+        if self.turn_running:
+            self._turn_ended = _Done()
+            with trio.move_on_after(SHUTDOWN_GRACE):
+                await self._turn_ended.wait()
+        self.closed = True
+        self._notify()
+        try:
+            self._fail_requests()
+            with trio.move_on_after(SHUTDOWN_GRACE):
+                await self._shutdown_hooks()
+        finally:
+            self._ended = True
+            self._notify()
 
     def _next(self, request: _Request) -> None:
         """``request``'s turn is over: begin the next queued request, if any."""
@@ -773,32 +882,54 @@ class _Actor:
                 return
 
     async def _turn(self, request: _Request) -> None:
+        """Run ``request``'s turn (in the agent's task, or in a task of its own when the agent
+        is hosted), answer it, and begin the next queued request."""
         emitter = None if request.events is None else Emitter(request.events)
         committed: Result | None = None
-
-        with request.scope:
-            try:
-                result = await execute_run(
-                    self.config, emitter, request.keep_partial, [*self.history, request.message]
-                )
-            except AlloyError as exc:
-                # Failed: the history stays as it was; the caller gets the partial result.
-                self._account(exc.result)
-                self._settle(request, error=exc)
-                return
-            committed = request.partial = result
-            self._account(result, commit=True)
-            if emitter is not None:
-                await emitter.emit(RunCompleted, result=result)
+        try:
+            with request.scope:
+                try:
+                    result = await execute_run(
+                        self.config, emitter, request.keep_partial, [*self.history, request.message]
+                    )
+                except AlloyError as exc:
+                    # Failed: the history stays as it was; the caller gets the partial result.
+                    self._account(exc.result)
+                    self._settle(request, error=exc)
+                else:
+                    committed = request.partial = result
+                    self._account(result, commit=True)
+                    if emitter is not None:
+                        await emitter.emit(RunCompleted, result=result)
+        except Exception as exc:
+            self._crashed(exc)
+            raise
+        finally:
+            if self.host is not None:
+                self.turn_running = False
+                if self._turn_ended is not None:
+                    self._turn_ended.set()
         if committed is not None:
             self._settle(request, result=committed)
-            return
-        if self.stopping:
-            return  # cancelled by stop(): main fails it with AgentStopped and the partial result
-        # Cancelled by its caller or by cancel_request: roll back, report the partial result.
-        partial = request.partial or self._unrun(request, Status.CANCELLED)
-        self._account(partial)
-        self._settle(request, result=partial, cancelled="running")
+        elif request.state != "done":
+            if self.stopping:
+                return  # cancelled by stop(): it is failed with AgentStopped and its partial result
+            # Cancelled by its caller or by cancel_request: roll back, report the partial result.
+            partial = request.partial or self._unrun(request, Status.CANCELLED)
+            self._account(partial)
+            self._settle(request, result=partial, cancelled="running")
+        if not self.stopping:
+            self._next(request)
+
+    def _crashed(self, error: Exception) -> None:
+        """Not an AlloyError escaped a turn: a bug. The agent dies of it (and a hosted agent's
+        nursery with it); its callers get AgentCrashed now, before that cancellation reaches them."""
+        self.crash = error
+        if self.host is not None:
+            self.stopping = self.closed = True
+            self._notify()
+            self._fail_requests()
+            self.host.finish(self)
 
     def _account(self, result: Result | None, *, commit: bool = False) -> None:
         if result is None:
@@ -1027,7 +1158,10 @@ class Agent:
         spec = _prepare(options, name)
         agent = cls(spec)
         agent._actor = actor = _Actor(spec)
-        await nursery.start(actor.main)  # (a supervisor restarts agents through _incarnate)
+        if spec.subscribe:
+            await nursery.start(actor.main)  # its topics' pumps need a task of its own
+        else:
+            await actor.start_hosted(nursery)  # (a supervisor restarts through _incarnate)
         return agent
 
     @classmethod
@@ -1054,7 +1188,10 @@ class Agent:
             async with trio.open_nursery() as nursery:
                 agent = cls(spec)
                 agent._actor = actor = _Actor(spec)
-                await nursery.start(actor.main)
+                if spec.subscribe:
+                    await nursery.start(actor.main)
+                else:
+                    await actor.start_hosted(nursery)
                 try:
                     yield agent
                 except BaseException as exc:

@@ -10,7 +10,7 @@ A run ends in exactly one of three ways: it returns a ``Result``; it raises one 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -44,13 +44,14 @@ async def execute_run(
     config: RunConfig,
     emitter: Emitter | None = None,
     on_partial: Callable[[Result], None] | None = None,
-    messages: Sequence[Message] | None = None,
+    messages: list[Message] | None = None,
 ) -> Result:
     """Run the loop. On cancellation, ``on_partial`` receives the partial result first.
-    ``messages`` replaces ``config.messages`` (an agent's history plus its new prompt)."""
+    ``messages`` replaces ``config.messages`` (an agent's history plus its new prompt); the run
+    takes the list over."""
     run = RunContext(
         provider=config.provider,
-        messages=list(config.messages if messages is None else messages),
+        messages=list(config.messages) if messages is None else messages,
         system_prompt=config.system_prompt,
         tools=config.tools,
         context=config.context,
