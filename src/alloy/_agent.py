@@ -1,14 +1,21 @@
-"""Long-lived agents: one task owns a conversation and runs its turns, one at a time.
+"""Long-lived agents: an actor owns a conversation and runs its turns, one at a time.
 
-An ``Agent`` is a handle; the agent itself is an actor task (``_Actor.main``) started with
-``nursery.start``, so a failing start (a bad option, a ``session_start`` hook that raises or
-halts, a subscription that cannot be made) raises from ``Agent.start`` and no handle escapes.
+An ``Agent`` is a handle on an ``_Actor``. A failing start (a bad option, a ``session_start``
+hook that raises or halts, a subscription that cannot be made) raises from ``Agent.start`` and
+no handle escapes. An actor lives in one of two ways:
+
+- **Hosted** (``Agent.start``/``Agent.open`` without topics): no task of its own while idle.
+  Each turn is a task of the agent's nursery; one ``_Host`` task per nursery runs the ends of
+  the agents started there (``finish``: on ``stop``, and for all of them when the nursery is
+  cancelled) and exits with its last agent. An idle agent is about 1 KiB.
+- **A task** (``_Actor.main``; agents with topics, whose pumps need it, and supervised
+  agents, whose supervisor watches it): turns run in it, and it parks between them.
 
 - **Calls** (``messages``, ``health``, ``reset``, ``send_message``...) are synchronous
   handlers run in the caller's task (``_Actor.call``): Trio is single-threaded, so each one is
   atomic, answered at once, in the order made, even while a turn runs. No message passing.
-- **Turns** run in the actor task; it parks when there is nothing to do. One turn runs at a
-  time; up to ``max_pending`` more wait in a FIFO queue (the agent's mailbox of requests).
+- **Turns** run one at a time; up to ``max_pending`` more wait in a FIFO queue (the agent's
+  mailbox of requests).
 - **Timeouts** are the caller's cancel scope. A caller that gives up cancels its request: a
   queued request is dropped, a running turn is cancelled. Giving up is delivered
   synchronously (like ``CancelScope.cancel``), so it can neither block nor race the reply,
@@ -19,14 +26,14 @@ halts, a subscription that cannot be made) raises from ``Agent.start`` and no ha
   no unanswered tool call. Its partial result still reaches the caller (``error.result``, the
   published ``AgentResponse``, ``run.result``), and the tokens it spent are still counted in
   ``usage`` and ``turns``.
-- **Death.** When the actor ends (``stop``, cancellation, a crash) its ``finally`` closes it to
-  calls and fails the running turn and every queued request with ``AgentStopped``
+- **Death.** When the actor ends (``stop``, cancellation, a crash) it is closed to calls and
+  the running turn and every queued request fail with ``AgentStopped``
   (``AgentCrashed`` after a crash) naming the agent; ``send_message`` requests get that error
   published. No caller ever hangs on a dead agent. Then ``session_end`` hooks and
   ``on_shutdown`` run (shielded, for at most ``SHUTDOWN_GRACE`` seconds).
 - **A crash** is an exception that is not an ``AlloyError`` escaping a turn (a bug: provider,
   tool and middleware failures are ``AlloyError`` and only fail their request). The agent
-  ends and re-raises it bare, to its nursery or its supervisor.
+  ends and the exception reaches its nursery (bare from ``Agent.open``) or its supervisor.
 - **Session hooks** fire once per agent lifetime: ``session_start`` before the agent accepts
   its first call, ``session_end`` when it stops. The middleware handed to each turn's run is
   a view without those two hooks, so ``alloy.run`` does not fire them per turn.
@@ -1111,7 +1118,7 @@ def _responses_topic(session_id: str) -> str:
 
 
 class Agent:
-    """A long-lived agent: one task that owns a conversation, answering calls in order.
+    """A long-lived agent: it owns a conversation and answers requests one at a time, in order.
 
     Start it in a nursery (it lives until ``stop`` or until the nursery is cancelled), or
     with ``Agent.open`` for a block::
