@@ -777,7 +777,7 @@ class _Spawns(trio.abc.Instrument):
         self.count += 1
 
 
-async def test_idle_agents_are_not_tasks_and_a_turn_is_one(echo: object) -> None:
+async def test_idle_agents_are_not_tasks_and_a_chat_spawns_none(echo: object) -> None:
     provider = ScriptedProvider([tool_call("echo", {"text": "hi"}), text("done")])
     async with trio.open_nursery() as nursery:
         before = count_tasks()
@@ -793,9 +793,71 @@ async def test_idle_agents_are_not_tasks_and_a_turn_is_one(echo: object) -> None
             messages = await agents[0].messages()
         finally:
             trio.lowlevel.remove_instrument(spawns)
-        # The turn ran in one task of its own (its one tool call inline), the calls in ours.
-        assert spawns.count == 1
+        # A chat to an idle agent runs its turn in the caller's task (its one tool call too).
+        assert spawns.count == 0
         assert result.text == "done" and health.status == "idle" and len(messages) == 4
         for agent in agents:
             await agent.stop()
         assert count_tasks() == before  # the host task ended with its last agent
+
+
+async def test_a_chat_to_an_idle_agent_runs_in_the_callers_task_a_queued_one_in_the_agents(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran_in: dict[str, trio.lowlevel.Task] = {}
+
+    async def model(request: alloy.Request) -> alloy.Completion:
+        prompt = request.messages[-1].text
+        ran_in[prompt] = trio.lowlevel.current_task()
+        await trio.sleep(1)
+        return alloy.Completion(
+            message=alloy.Message.assistant(f"re: {prompt}"), stop_reason=alloy.StopReason.END_TURN
+        )
+
+    callers: dict[str, trio.lowlevel.Task] = {}
+
+    async def ask(agent: Agent, prompt: str) -> None:
+        callers[prompt] = trio.lowlevel.current_task()
+        assert (await agent.chat(prompt)).text == f"re: {prompt}"
+
+    async with trio.open_nursery() as nursery:
+        agent = await Agent.start(nursery, provider=FunctionProvider(model), max_pending=1)
+        nursery.start_soon(ask, agent, "first")
+        await trio.sleep(0.5)
+        nursery.start_soon(ask, agent, "second")  # queued behind the first
+        await trio.sleep(5)
+        assert ran_in["first"] is callers["first"]
+        assert ran_in["second"] is not callers["second"]  # the agent's own task ran it
+        assert [m.text for m in await agent.messages()] == [
+            "first",
+            "re: first",
+            "second",
+            "re: second",
+        ]
+        await agent.stop()
+
+
+async def test_an_inline_turn_ends_when_the_agents_nursery_is_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The caller lives outside the agent's nursery: its turn must still end with the agent.
+    provider = ScriptedProvider([delay(100, text("too late"))])
+    outcome: list[BaseException] = []
+    async with trio.open_nursery() as callers:
+        async with trio.open_nursery() as home:
+            agent = await Agent.start(home, provider=provider, name="short-lived")
+
+            async def ask() -> None:
+                try:
+                    await agent.chat("hello")
+                except AgentStopped as exc:
+                    outcome.append(exc)
+
+            callers.start_soon(ask)
+            await trio.sleep(1)
+            home.cancel_scope.cancel()
+        await trio.sleep(1)
+    (error,) = outcome
+    assert isinstance(error, AgentStopped) and error.agent == "short-lived"
+    assert error.result is not None and error.result.status == "cancelled"
+    assert trio.current_time() < 10  # not the 100 s the model would have taken

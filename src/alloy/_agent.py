@@ -458,6 +458,8 @@ class _Request:
     done: _Done = attrs.field(factory=_Done)
     answer: outcome.Value[Result] | outcome.Error | None = None
     partial: Result | None = None
+    inline: bool = False
+    """A ``chat`` to an idle hosted agent: its caller runs the turn in its own task."""
 
     def keep_partial(self, partial: Result) -> None:
         """The run's partial result, recorded as it is cancelled."""
@@ -475,13 +477,14 @@ class _Host:
     ``finish`` when it stops, every agent's when the nursery is cancelled. So an idle agent is
     an object, not a task; the host task ends with its last agent."""
 
-    __slots__ = ("__weakref__", "_agents", "_finishing", "_idle", "nursery")
+    __slots__ = ("__weakref__", "_agents", "_crash", "_finishing", "_idle", "nursery")
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
         self._agents: set[_Actor] = set()
         self._finishing: list[_Actor] = []
         self._idle: trio.lowlevel.Task | None = None
+        self._crash: Exception | None = None  # an inline turn's bug, raised here, in the nursery
 
     @classmethod
     def of(cls, nursery: trio.Nursery) -> _Host:
@@ -494,7 +497,9 @@ class _Host:
     def add(self, actor: _Actor) -> None:
         self._agents.add(actor)
 
-    def finish(self, actor: _Actor) -> None:
+    def finish(self, actor: _Actor, *, crash: Exception | None = None) -> None:
+        if crash is not None and self._crash is None:
+            self._crash = crash
         self._finishing.append(actor)
         task, self._idle = self._idle, None
         if task is not None:
@@ -508,6 +513,8 @@ class _Host:
                     with trio.CancelScope(shield=True):  # bounded inside
                         await actor.finish()
                     self._agents.discard(actor)
+                    if self._crash is not None:
+                        raise self._crash
                     continue
                 self._idle = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._unpark)
@@ -756,6 +763,7 @@ class _Actor:
             )
         else:
             request.state = "queued"
+            request.inline = False  # the agent runs it (in a task of its own) when its turn comes
             self.queue.append(request)
 
     def cancel(self, request_id: str) -> bool:
@@ -837,7 +845,8 @@ class _Actor:
         self.current = request
         if self.nursery is not None:
             self.turn_running = True
-            self.nursery.start_soon(self._turn, request)
+            if not request.inline:
+                self.nursery.start_soon(self._turn, request)
         else:
             self._wake()  # the actor runs it (it may be busy finishing the last one)
 
@@ -909,7 +918,17 @@ class _Actor:
                     if emitter is not None:
                         await emitter.emit(RunCompleted, result=result)
         except Exception as exc:
-            self._crashed(exc)
+            self._crashed(exc, request)
+            if request.inline:
+                return  # the host raises it in the agent's nursery; the caller gets AgentCrashed
+            raise
+        except BaseException:
+            if request.inline and request.state != "done" and not self.stopping:
+                # The caller's own cancellation: roll back and report, as abandon() would.
+                partial = request.partial or self._unrun(request, Status.CANCELLED)
+                self._account(partial)
+                self._settle(request, result=partial, cancelled="running")
+                self._next(request)
             raise
         finally:
             if self.host is not None:
@@ -928,7 +947,7 @@ class _Actor:
         if not self.stopping:
             self._next(request)
 
-    def _crashed(self, error: Exception) -> None:
+    def _crashed(self, error: Exception, request: _Request) -> None:
         """Not an AlloyError escaped a turn: a bug. The agent dies of it (and a hosted agent's
         nursery with it); its callers get AgentCrashed now, before that cancellation reaches them."""
         self.crash = error
@@ -936,7 +955,7 @@ class _Actor:
             self.stopping = self.closed = True
             self._notify()
             self._fail_requests()
-            self.host.finish(self)
+            self.host.finish(self, crash=error if request.inline else None)
 
     def _account(self, result: Result | None, *, commit: bool = False) -> None:
         if result is None:
@@ -1255,10 +1274,18 @@ class Agent:
         ``AgentStopped`` when the agent is gone.
         """
         actor = self._live()
-        request = _Request(id=secrets.token_urlsafe(16), message=_to_message(prompt), kind="call")
+        request = _Request(
+            id=secrets.token_urlsafe(16),
+            message=_to_message(prompt),
+            kind="call",
+            inline=actor.host is not None,
+        )
         try:
             await actor.call(lambda: actor.submit(request))
-            await request.done.wait()
+            if request.inline and request.state == "running":
+                await actor._turn(request)  # an idle hosted agent: the turn is ours to run
+            if not request.done.is_set():
+                await request.done.wait()
         except BaseException:
             actor.abandon(request)
             raise
