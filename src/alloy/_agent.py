@@ -4,10 +4,12 @@ An ``Agent`` is a handle on an ``_Actor``. A failing start (a bad option, a ``se
 hook that raises or halts, a subscription that cannot be made) raises from ``Agent.start`` and
 no handle escapes. An actor lives in one of two ways:
 
-- **Hosted** (``Agent.start``/``Agent.open`` without topics): no task of its own while idle.
-  Each turn is a task of the agent's nursery; one ``_Host`` task per nursery runs the ends of
-  the agents started there (``finish``: on ``stop``, and for all of them when the nursery is
-  cancelled) and exits with its last agent. An idle agent is about 1 KiB.
+- **Hosted** (``Agent.start``/``Agent.open`` without topics): no task of its own. A ``chat``
+  to an idle agent runs its turn in the caller's task; other turns (queued ones,
+  ``send_message``, ``stream_chat``) are tasks of the agent's nursery. One ``_Host`` task per
+  nursery runs the ends of the agents started there (``finish``: on ``stop``, and for all of
+  them when the nursery is cancelled), raises a crash of an inline turn there, and exits with
+  its last agent. An idle agent is about 1 KiB.
 - **A task** (``_Actor.main``; agents with topics, whose pumps need it, and supervised
   agents, whose supervisor watches it): turns run in it, and it parks between them.
 
