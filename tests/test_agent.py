@@ -861,3 +861,28 @@ async def test_an_inline_turn_ends_when_the_agents_nursery_is_cancelled(
     assert isinstance(error, AgentStopped) and error.agent == "short-lived"
     assert error.result is not None and error.result.status == "cancelled"
     assert trio.current_time() < 10  # not the 100 s the model would have taken
+
+
+async def test_an_agent_stopped_twice_while_a_turn_runs_ends_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sessions: list[Session] = []
+    stopped: list[AgentStopped] = []
+    provider = ScriptedProvider([delay(100, text("too late"))])
+    async with (
+        Agent.open(provider=provider, on_shutdown=sessions.append) as agent,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def ask() -> None:
+            try:
+                await agent.chat("hello")
+            except AgentStopped as exc:
+                stopped.append(exc)
+
+        nursery.start_soon(ask)
+        await trio.sleep(1)
+        nursery.start_soon(agent.stop)
+        await agent.stop()
+    assert len(sessions) == 1  # on_shutdown ran once
+    assert len(stopped) == 1 and stopped[0].result is not None

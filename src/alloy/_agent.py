@@ -492,16 +492,20 @@ class _Host:
     def of(cls, nursery: trio.Nursery) -> _Host:
         host = _HOSTS.get(nursery)
         if host is None:
-            host = _HOSTS[nursery] = cls(nursery)
-            nursery.start_soon(host.run, name="alloy agents")
+            host = cls(nursery)
+            nursery.start_soon(host.run, name="alloy agents")  # raises if the nursery is closed
+            _HOSTS[nursery] = host
         return host
 
     def add(self, actor: _Actor) -> None:
         self._agents.add(actor)
 
     def finish(self, actor: _Actor, *, crash: Exception | None = None) -> None:
+        """End ``actor`` (once, however often asked); ``crash``: raise it in the nursery."""
         if crash is not None and self._crash is None:
             self._crash = crash
+        if actor in self._finishing or actor.ended:
+            return
         self._finishing.append(actor)
         task, self._idle = self._idle, None
         if task is not None:
@@ -511,9 +515,10 @@ class _Host:
         try:
             while self._agents:
                 if self._finishing:
-                    actor = self._finishing.pop(0)
+                    actor = self._finishing[0]  # (kept listed while it ends: asked once)
                     with trio.CancelScope(shield=True):  # bounded inside
                         await actor.finish()
+                    self._finishing.pop(0)
                     self._agents.discard(actor)
                     if self._crash is not None:
                         raise self._crash
