@@ -545,7 +545,8 @@ class _Host:
 
 
 class _Actor:
-    """One incarnation of an agent: its state, its request queue, its task (``main``)."""
+    """One incarnation of an agent: its state, its request queue, and its task (``main``) or
+    its host (``start_hosted``)."""
 
     __slots__ = (
         "_ended",
@@ -905,8 +906,8 @@ class _Actor:
                 return
 
     async def _turn(self, request: _Request) -> None:
-        """Run ``request``'s turn (in the agent's task, or in a task of its own when the agent
-        is hosted), answer it, and begin the next queued request."""
+        """Run ``request``'s turn, answer it, and begin the next queued request. It runs in the
+        agent's task, or for a hosted agent in its caller's task (``chat``) or a task of its own."""
         emitter = None if request.events is None else Emitter(request.events)
         committed: Result | None = None
         try:
