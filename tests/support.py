@@ -3,6 +3,7 @@ the import path)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,7 @@ import httpx2
 import trio
 
 import alloy
+from alloy._codec import _wire
 from alloy.providers import Anthropic, OpenAI, OpenAICompat
 
 MODELS = {"anthropic": "claude-test-1", "openai": "gpt-test-1", "chat": "llama-test-1"}
@@ -57,3 +59,34 @@ async def provider_at(format: str, url: str, **options: Any) -> AsyncIterator[An
         make_provider(format, url, client=client, **options) as provider,
     ):
         yield provider
+
+
+def decode_counting_json(
+    monkeypatch: Any, codec: Any, events: Sequence[Any]
+) -> tuple[alloy.Completion, int]:
+    """Feed ``events`` to ``codec.StreamDecoder``; return the completion and how many characters
+    were handed to JSON parsing: ``json.loads``, or (the codecs' hot paths and ``_wire.loads``)
+    the C scanner under it, ``_wire.scan_json``."""
+    assert codec.json is json and codec.scan_json is _wire.scan_json
+    parsed = 0
+    loads, scan = json.loads, _wire.scan_json
+
+    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        nonlocal parsed
+        parsed += len(text)
+        return loads(text, *args, **kwargs)
+
+    def counting_scan(text: str, index: int) -> tuple[Any, int]:
+        nonlocal parsed
+        parsed += len(text) - index
+        return scan(text, index)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    monkeypatch.setattr(_wire, "scan_json", counting_scan)
+    monkeypatch.setattr(codec, "scan_json", counting_scan)
+    decoder = codec.StreamDecoder()
+    for event in events:
+        decoder.feed(event)
+    completion = decoder.finish()
+    monkeypatch.undo()
+    return completion, parsed

@@ -27,7 +27,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import alloy._codec._anthropic as anthropic
-import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     ConfigError,
@@ -75,6 +74,7 @@ from alloy._messages import Block
 from alloy.testing._scripted import Reply
 from alloy.testing._wire_encode import encode_anthropic
 from strategies import assistant_messages, conversations, messages
+from support import decode_counting_json
 
 RECORDED = (
     Path(__file__).resolve().parents[2] / "shared" / "wire" / "recorded" / "anthropic-messages"
@@ -1366,30 +1366,7 @@ def test_tool_arguments_are_assembled_in_linear_time(monkeypatch: pytest.MonkeyP
             STOP,
         ]
     ]
-    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
-    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
-    assert anthropic.json is json and anthropic.scan_json is wire_module.scan_json
-    parsed = 0
-    loads, scan = json.loads, wire_module.scan_json
-
-    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        nonlocal parsed
-        parsed += len(text)
-        return loads(text, *args, **kwargs)
-
-    def counting_scan(text: str, index: int) -> tuple[Any, int]:
-        nonlocal parsed
-        parsed += len(text) - index
-        return scan(text, index)
-
-    monkeypatch.setattr(json, "loads", counting_loads)
-    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
-    monkeypatch.setattr(anthropic, "scan_json", counting_scan)
-    decoder = StreamDecoder()
-    for event in events:
-        decoder.feed(event)
-    completion = decoder.finish()
-    monkeypatch.undo()
+    completion, parsed = decode_counting_json(monkeypatch, anthropic, events)
     assert completion.message.tool_calls[0].arguments == {"content": "ab" * count}
     per_event = sum(len(event.data) for event in events)
     arguments = len('{"content": "') + 2 * count + len('"}')

@@ -35,7 +35,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import alloy._codec._chat as chat_module
-import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     Completion,
@@ -81,6 +80,7 @@ from alloy._messages import Block
 from alloy.testing._scripted import Reply
 from alloy.testing._wire_encode import encode_chat, encode_stream
 from strategies import assistant_messages, conversations, texts, usages
+from support import decode_counting_json
 
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "wire" / "recorded" / "openai-chat"
 FILES = sorted(RECORDED.glob("*.json")) if RECORDED.is_dir() else []
@@ -1772,30 +1772,7 @@ def test_stream_argument_fragments_are_assembled_in_linear_time(
         chunk(_call_delta(0, ..., ..., '"}')),
         DONE,
     ]
-    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
-    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
-    assert chat_module.json is json and chat_module.scan_json is wire_module.scan_json
-    parsed = 0
-    loads, scan = json.loads, wire_module.scan_json
-
-    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        nonlocal parsed
-        parsed += len(text)
-        return loads(text, *args, **kwargs)
-
-    def counting_scan(text: str, index: int) -> tuple[Any, int]:
-        nonlocal parsed
-        parsed += len(text) - index
-        return scan(text, index)
-
-    monkeypatch.setattr(json, "loads", counting_loads)
-    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
-    monkeypatch.setattr(chat_module, "scan_json", counting_scan)
-    decoder = StreamDecoder()
-    for event in events:
-        decoder.feed(event)
-    completion = decoder.finish()
-    monkeypatch.undo()
+    completion, parsed = decode_counting_json(monkeypatch, chat_module, events)
     assert completion.message.tool_calls[0].arguments == {"text": "x" * fragments}
     per_event = sum(len(event.data) for event in events if not event.is_done)
     arguments = len('{"text": "') + fragments + len('"}')

@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 import alloy._codec._responses as codec
-import alloy._codec._wire as wire_module
 from alloy import (
     AuthenticationError,
     ContextLengthExceeded,
@@ -73,6 +72,7 @@ from strategies import (
     unknown_blocks,
     usages,
 )
+from support import decode_counting_json
 
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "wire" / "recorded" / "openai-responses"
 FILES = sorted(RECORDED.glob("*.json")) if RECORDED.is_dir() else []
@@ -1485,30 +1485,7 @@ def test_stream_arguments_are_assembled_in_linear_time(monkeypatch: pytest.Monke
         ),
         SSEEvent(json.dumps(completed([call_item("c", "write", full)]))),
     ]
-    # The codec parses with json.loads, or (its hot paths and ``_wire.loads``) with the C
-    # scanner under it, ``_wire.scan_json``: count the characters handed to either.
-    assert codec.json is json and codec.scan_json is wire_module.scan_json
-    parsed = 0
-    loads, scan = json.loads, wire_module.scan_json
-
-    def counting_loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        nonlocal parsed
-        parsed += len(text)
-        return loads(text, *args, **kwargs)
-
-    def counting_scan(text: str, index: int) -> tuple[Any, int]:
-        nonlocal parsed
-        parsed += len(text) - index
-        return scan(text, index)
-
-    monkeypatch.setattr(json, "loads", counting_loads)
-    monkeypatch.setattr(wire_module, "scan_json", counting_scan)
-    monkeypatch.setattr(codec, "scan_json", counting_scan)
-    decoder = StreamDecoder()
-    for event in events:
-        decoder.feed(event)
-    completion = decoder.finish()
-    monkeypatch.undo()
+    completion, parsed = decode_counting_json(monkeypatch, codec, events)
     assert completion.message.tool_calls[0].arguments == {"text": "ab" * pieces}
     per_event = sum(len(event.data) for event in events)
     assert parsed >= per_event + len(full)  # every event, and the arguments at least once
