@@ -97,7 +97,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, error_from_status, is_object, loads, request_id, scan_json
+from ._wire import HttpRequest, error_from_status, is_object, loads, request_id
 
 __all__ = [
     "CODE_EXECUTION_BETAS",
@@ -784,18 +784,11 @@ class StreamDecoder:
         data = event.data
         if not data or data == "[DONE]":
             return []
-        # The hot path: one call per streamed token. ``scan_json`` is ``json.loads`` without its
-        # wrapper; anything unusual (whitespace around the value, invalid JSON) goes to
-        # ``json.loads`` itself, for its result or its error.
+        # The hot path: one call per streamed token (``loads`` is json.loads, faster).
         try:
-            payload, end = scan_json(data, 0)
-        except (StopIteration, ValueError, RecursionError):
-            end = -1
-        if end != len(data):
-            try:
-                payload = json.loads(data)
-            except ValueError as exc:
-                raise _protocol_error(f"a stream event is not JSON ({exc})", data[:2000]) from exc
+            payload = loads(data)
+        except ValueError as exc:
+            raise _protocol_error(f"a stream event is not JSON ({exc})", data[:2000]) from exc
         if type(payload) is not dict:
             raise _protocol_error("a stream event is not a JSON object", data[:2000])
         kind = payload.get("type") or event.event

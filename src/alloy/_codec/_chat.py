@@ -130,7 +130,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, Memo, error_from_status, is_object, loads, scan_json
+from ._wire import HttpRequest, Memo, error_from_status, is_object, loads
 
 __all__ = [
     "PROVIDER",
@@ -892,21 +892,14 @@ class StreamDecoder:
         if data == "[DONE]":
             self._done = True
             return []
-        # ``scan_json`` is ``json.loads`` without its wrapper; anything unusual (whitespace
-        # around the value, invalid JSON) goes to ``json.loads`` itself, for its result or error.
         try:
-            chunk, end = scan_json(data, 0)
-        except (StopIteration, ValueError, RecursionError):
-            end = -1
-        if end != len(data):
-            try:
-                chunk = json.loads(data)
-            except ValueError as exc:
-                if event.event == "error":
-                    _raise_in_band(data, data)
-                raise _protocol_error(
-                    f"a stream chunk is not valid JSON ({exc}): {data[:200]!r}", data
-                ) from exc
+            chunk = loads(data)  # json.loads, faster
+        except ValueError as exc:
+            if event.event == "error":
+                _raise_in_band(data, data)
+            raise _protocol_error(
+                f"a stream chunk is not valid JSON ({exc}): {data[:200]!r}", data
+            ) from exc
         if type(chunk) is not dict:
             if event.event == "error":
                 _raise_in_band(chunk, data)

@@ -129,7 +129,7 @@ from .._messages import (
 from .._provider import Completion, Request, StopReason
 from .._tools._tool import ToolSpec
 from ._sse import SSEEvent
-from ._wire import HttpRequest, error_from_status, is_object, loads, scan_json
+from ._wire import HttpRequest, error_from_status, is_object, loads
 
 __all__ = [
     "ERROR_PREFIX",
@@ -669,13 +669,11 @@ class StreamDecoder:
         data = event.data
         if not data or data == "[DONE]" or data.isspace():
             return []
-        # ``scan_json`` is ``json.loads`` without its wrapper; anything unusual (whitespace
-        # around the value, invalid JSON, not an object) goes to ``_load_object``, which raises.
         try:
-            payload, end = scan_json(data, 0)
-        except (StopIteration, ValueError, RecursionError):
-            end = -1
-        if end != len(data) or type(payload) is not dict:
+            payload = loads(data)  # json.loads, faster
+        except (ValueError, RecursionError):
+            payload = None
+        if type(payload) is not dict:  # _load_object raises the typed error
             payload = _load_object(data, f"{event.event or 'stream'} event")
         kind = payload.get("type")
         if type(kind) is not str:
