@@ -49,7 +49,13 @@ class RetryPolicy:
     def wait_before(self, attempt: int, error: ProviderError, *, delivered: bool) -> float | None:
         """Seconds to wait before retry ``attempt`` of a call that failed with ``error``, or
         None: raise it. Never after output was ``delivered``, nor when the wait would pass the
-        caller's Trio deadline."""
+        caller's Trio deadline (so it is called inside ``trio.run``)::
+
+            wait = policy.wait_before(tries, error, delivered=False)
+            if wait is None:
+                raise error
+            await trio.sleep(wait)
+        """
         wait = None if delivered else self.delay(attempt, error)
         if wait is None or trio.current_time() + wait >= trio.current_effective_deadline():
             return None
