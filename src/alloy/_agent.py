@@ -413,6 +413,30 @@ def _bare(group: BaseExceptionGroup[BaseException]) -> BaseException:
 # -- the request -----------------------------------------------------------------------------
 
 
+class _Wakeup:
+    """One task parked until woken: a ``ParkingLot`` of one, without its table and per-wait
+    closure (idle agents and hosts park here, and should cost little). A wake with no task
+    parked does nothing: the parked side checks its condition before it parks."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    async def park(self) -> None:
+        self._task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def wake(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 class _Done:
     """A one-shot event with at most one waiting task (the request's caller): what a
     ``trio.Event`` does for this case, without its set of waiters and per-wait closure."""
@@ -485,7 +509,7 @@ class _Host:
         self.nursery = nursery
         self._agents: set[_Actor] = set()
         self._finishing: list[_Actor] = []
-        self._idle: trio.lowlevel.Task | None = None
+        self._idle = _Wakeup()
         self._crash: Exception | None = None  # an inline turn's bug, raised here, in the nursery
 
     @classmethod
@@ -507,9 +531,7 @@ class _Host:
         if actor in self._finishing or actor.ended:
             return
         self._finishing.append(actor)
-        task, self._idle = self._idle, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
+        self._idle.wake()
 
     async def run(self) -> None:
         try:
@@ -523,8 +545,7 @@ class _Host:
                     if self._crash is not None:
                         raise self._crash
                     continue
-                self._idle = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(self._unpark)
+                await self._idle.park()
         except BaseException:
             # The nursery is cancelled (or crashed): every agent still here ends now.
             with trio.CancelScope(shield=True):
@@ -538,10 +559,6 @@ class _Host:
         finally:
             if _HOSTS.get(self.nursery) is self:
                 del _HOSTS[self.nursery]
-
-    def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
-        self._idle = None
-        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class _Actor:
@@ -587,7 +604,7 @@ class _Actor:
         self.queue: list[_Request] = []  # FIFO, short (max_pending): a list is the lightest
         self.current: _Request | None = None
         self.session_hooks = spec.config.hooks
-        self.idle: trio.lowlevel.Task | None = None  # the actor's task, while it waits for work
+        self.idle = _Wakeup()  # where the actor's task waits for work
         # A hosted agent (see _Host) has no task of its own: its turns are tasks of `nursery`.
         self.host: _Host | None = None
         self.nursery: trio.Nursery | None = None
@@ -636,7 +653,7 @@ class _Actor:
         if self.current is not None:
             self.current.scope.cancel()
         if self.host is None:
-            self._wake()
+            self.idle.wake()
         elif not already:
             self.host.finish(self)
 
@@ -650,15 +667,6 @@ class _Actor:
             if self._waiters is None:
                 self._waiters = trio.Event()
             await self._waiters.wait()
-
-    def _wake(self) -> None:
-        task, self.idle = self.idle, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
-
-    def _unpark(self, raise_cancel: Any) -> trio.lowlevel.Abort:
-        self.idle = None  # cancelled while parked
-        return trio.lowlevel.Abort.SUCCEEDED
 
     def _notify(self) -> None:
         waiters, self._waiters = self._waiters, None
@@ -730,10 +738,7 @@ class _Actor:
             while not self.stopping:
                 request = self.current
                 if request is None:
-                    # Park until submit() or request_stop() wakes us (what a ParkingLot does,
-                    # without its per-wait closure and table: an idle agent should cost little).
-                    self.idle = trio.lowlevel.current_task()
-                    await trio.lowlevel.wait_task_rescheduled(self._unpark)
+                    await self.idle.park()  # until submit() or request_stop() wakes us
                     continue
                 await self._turn(request)  # (stopping: main's finally fails it with AgentStopped)
         finally:
@@ -856,7 +861,7 @@ class _Actor:
             if not request.inline:
                 self.nursery.start_soon(self._turn, request)
         else:
-            self._wake()  # the actor runs it (it may be busy finishing the last one)
+            self.idle.wake()  # the actor runs it (it may be busy finishing the last one)
 
     # -- hosted agents (no task of their own) --
 
